@@ -1,0 +1,178 @@
+"""File formats and atomic writes: ``.npz`` (never pickled), JSON and CSV.
+
+Every writer goes through :func:`atomic_path`: the bytes go to a temporary file in the target's
+folder, are flushed to disk, and the file is renamed over the target, so a crash leaves either the
+old file or the new one, never half of one. ``.npz`` files are written with a fixed timestamp on
+every zip entry (numpy's own ``savez`` stamps the current time), so the same arrays always give the
+same bytes and DVC sees no change when nothing changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from evomlp.errors import EvomlpError
+
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+MODEL_FORMAT_VERSION = 1
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success, fsync and rename it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temporary = Path(temporary)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def save_npz(path: str | Path, arrays: dict[str, Any]) -> None:
+    """Write ``arrays`` as an uncompressed ``.npz``, atomically and byte-reproducibly.
+
+    Only numeric, boolean and fixed-width string arrays are accepted: object arrays would need pickle.
+    """
+    with atomic_path(path) as temporary:
+        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
+            for name in sorted(arrays):
+                array = np.asarray(arrays[name])
+                if array.dtype.hasobject:
+                    raise EvomlpError(f"{path}: array {name!r} holds Python objects; not saved")
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, np.array(array, order="C", copy=None), allow_pickle=False)
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+                info.external_attr = 0o644 << 16
+                archive.writestr(info, buffer.getvalue())
+
+
+def load_npz(path: str | Path, required: tuple[str, ...] = (), what: str = "file") -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` without pickle; a clear error if unreadable or incomplete."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvomlpError(f"{path}: {what} not found")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise EvomlpError(f"{path}: not a readable .npz {what} ({reason})") from None
+    missing = [name for name in required if name not in arrays]
+    if missing:
+        raise EvomlpError(f"{path}: {what} lacks array(s) {missing}")
+    return arrays
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def save_json(path: str | Path, data: dict) -> None:
+    """Write JSON with sorted keys and a trailing newline, atomically; NaN/inf become null."""
+    text = json.dumps(_json_safe(data), indent=2, sort_keys=True) + "\n"
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
+def save_csv(path: str | Path, columns: list[str], rows: list[dict]) -> None:
+    """Write rows of dicts as CSV with the given column order; floats with repr precision."""
+    lines = [",".join(columns)]
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            cells.append("" if value is None else (repr(float(value)) if isinstance(value, float) else str(value)))
+        lines.append(",".join(cells))
+    with atomic_path(path) as temporary:
+        temporary.write_text("\n".join(lines) + "\n")
+
+
+# -- the model file ---------------------------------------------------------------------------
+MODEL_KEYS = (
+    "format_version",
+    "weights",
+    "n_inputs",
+    "hidden_layers",
+    "activations",
+    "n_outputs",
+    "task",
+    "classes",
+)
+
+
+def save_model(path: str | Path, spec, weights: np.ndarray, classes: np.ndarray, preprocessing: dict) -> None:
+    """Write a model: weights, architecture, class labels and the preprocessing arrays."""
+    arrays = {
+        "format_version": np.array(MODEL_FORMAT_VERSION),
+        "weights": np.asarray(weights, dtype=np.float64),
+        "n_inputs": np.array(spec.n_inputs),
+        "hidden_layers": np.array(spec.hidden_layers, dtype=np.int64),
+        "activations": np.array(spec.activations, dtype=str),
+        "n_outputs": np.array(spec.n_outputs),
+        "task": np.array(spec.task),
+        "classes": np.asarray(classes, dtype=str),
+    }
+    arrays.update(preprocessing)
+    save_npz(path, arrays)
+
+
+def load_model(path: str | Path):
+    """Read and check a model file: ``(spec, weights, classes, arrays)``; one-line errors otherwise."""
+    from evomlp.network import MLPSpec
+
+    arrays = load_npz(path, MODEL_KEYS, what="model file")
+    path = Path(path)
+    try:
+        version = int(arrays["format_version"])
+        if version != MODEL_FORMAT_VERSION:
+            raise EvomlpError(f"{path}: model format version {version}, expected {MODEL_FORMAT_VERSION}")
+        spec = MLPSpec(
+            n_inputs=int(arrays["n_inputs"]),
+            hidden_layers=tuple(int(h) for h in np.atleast_1d(arrays["hidden_layers"])),
+            activations=tuple(str(a) for a in np.atleast_1d(arrays["activations"])),
+            n_outputs=int(arrays["n_outputs"]),
+            task=str(arrays["task"]),
+        )
+    except EvomlpError as error:
+        message = str(error)
+        raise EvomlpError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+    except (TypeError, ValueError) as error:
+        raise EvomlpError(f"{path}: malformed model architecture ({error})") from None
+    weights = arrays["weights"]
+    if weights.dtype != np.float64 or weights.shape != (spec.n_weights,):
+        raise EvomlpError(
+            f"{path}: expected {spec.n_weights} float64 weights for layers {list(spec.layer_sizes)}, "
+            f"got {weights.dtype} {weights.shape}"
+        )
+    if not np.all(np.isfinite(weights)):
+        raise EvomlpError(f"{path}: weights contain NaN or inf")
+    classes = np.atleast_1d(arrays["classes"])
+    expected_classes = {"binary": 2, "multiclass": spec.n_outputs, "regression": 0}[spec.task]
+    if classes.shape[0] != expected_classes:
+        raise EvomlpError(f"{path}: expected {expected_classes} class labels for a {spec.task} model, got {classes.shape[0]}")
+    return spec, weights, classes, arrays

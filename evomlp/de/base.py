@@ -1,0 +1,227 @@
+"""The pieces every DE variant shares: state, index sampling, crossover, bounds repair, selection.
+
+An optimizer is an object with three methods, all vectorised over the population (no Python loop
+over individuals):
+
+- ``init(population, fitness, rng) -> DEState``: the evaluated initial population becomes the state;
+- ``ask(state) -> trials (P, D)``: draws everything random from ``state.rng`` and remembers what
+  ``tell`` needs (per-individual F and CR) in the state;
+- ``tell(state, trials, trial_fitness) -> DEState``: selection and adaptation.
+
+All randomness comes from ``state.rng``, a :class:`numpy.random.Generator` that lives in the main
+process, so fitness evaluation (the only thing done elsewhere) cannot change the results. The
+state holds plain numpy arrays and scalars, so a checkpoint is a dump of its fields plus the bit
+generator's state (see :func:`state_to_arrays`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from evomlp.errors import EvomlpError
+
+BOUNDS_HANDLING = ("clip", "reinitialize", "midpoint", "reflect")
+
+
+@dataclass
+class DEState:
+    """Everything a DE run needs to continue. Shapes: ``population (P, D)``, ``fitness (P,)``.
+
+    Fields beyond the population are used by some variants only and stay empty otherwise:
+    ``archive (A, D)`` holds replaced parents (JADE and successors), ``memory_f``/``memory_cr``
+    the success-history memories (SHADE and successors), ``trial_f``/``trial_cr`` the parameters
+    ``ask`` drew for the trials awaiting ``tell``.
+    """
+
+    population: np.ndarray
+    fitness: np.ndarray
+    rng: np.random.Generator
+    generation: int = 0
+    n_evaluations: int = 0
+    archive: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    memory_f: np.ndarray = field(default_factory=lambda: np.empty(0))
+    memory_cr: np.ndarray = field(default_factory=lambda: np.empty(0))
+    memory_index: int = 0
+    trial_f: np.ndarray = field(default_factory=lambda: np.empty(0))
+    trial_cr: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    @property
+    def best_index(self) -> int:
+        """Index of the lowest fitness (the first one on ties)."""
+        return int(np.argmin(self.fitness))
+
+    @property
+    def best(self) -> np.ndarray:
+        return self.population[self.best_index]
+
+    @property
+    def best_fitness(self) -> float:
+        return float(self.fitness[self.best_index])
+
+    @property
+    def population_size(self) -> int:
+        return int(self.population.shape[0])
+
+
+def state_to_arrays(state: DEState) -> dict[str, np.ndarray]:
+    """The state as named arrays (for an ``.npz`` checkpoint); the RNG as its JSON bit-generator state."""
+    arrays: dict[str, np.ndarray] = {}
+    for item in fields(state):
+        value = getattr(state, item.name)
+        if item.name == "rng":
+            arrays["rng"] = np.array(json.dumps(value.bit_generator.state))
+        else:
+            arrays[item.name] = np.asarray(value)
+    return arrays
+
+
+def state_from_arrays(arrays: dict[str, np.ndarray]) -> DEState:
+    """Inverse of :func:`state_to_arrays`."""
+    values = {}
+    for item in fields(DEState):
+        if item.name not in arrays:
+            raise EvomlpError(f"optimizer state: missing field {item.name!r}")
+        value = arrays[item.name]
+        if item.name == "rng":
+            bit_state = json.loads(str(value))
+            bit_generator = getattr(np.random, bit_state["bit_generator"])()
+            bit_generator.state = bit_state
+            values["rng"] = np.random.Generator(bit_generator)
+        elif item.name in ("generation", "n_evaluations", "memory_index"):
+            values[item.name] = int(value)
+        else:
+            values[item.name] = np.array(value)
+    return DEState(**values)
+
+
+def sample_distinct(
+    rng: np.random.Generator, pool_size: int, n_draws: int, exclude: np.ndarray
+) -> np.ndarray:
+    """For every row, ``n_draws`` distinct indices from ``range(pool_size)`` not in that row of ``exclude``.
+
+    ``exclude: (R, E)`` integer array, each row's values distinct and below ``pool_size``.
+    Returns ``(R, n_draws)``. Each pick is uniform over what remains, drawn without rejection: a
+    draw ``u`` from the ``pool_size - len(excluded)`` free values is mapped to the ``u``-th free
+    index by stepping over the excluded ones in increasing order.
+    """
+    exclude = np.asarray(exclude, dtype=np.int64)
+    n_rows, n_excluded = exclude.shape
+    if pool_size - n_excluded < n_draws:
+        raise EvomlpError(
+            f"cannot draw {n_draws} distinct indices from {pool_size} with {n_excluded} excluded"
+        )
+    taken = np.sort(exclude, axis=1)
+    picks = np.empty((n_rows, n_draws), dtype=np.int64)
+    for draw in range(n_draws):
+        u = rng.integers(0, pool_size - taken.shape[1], size=n_rows)
+        for column in range(taken.shape[1]):
+            u += u >= taken[:, column]
+        picks[:, draw] = u
+        taken = np.sort(np.concatenate([taken, u[:, None]], axis=1), axis=1)
+    return picks
+
+
+def binomial_crossover(
+    rng: np.random.Generator, parents: np.ndarray, mutants: np.ndarray, crossover_rate: np.ndarray
+) -> np.ndarray:
+    """Take each coordinate from the mutant with probability CR, and always at one random ``j_rand``.
+
+    ``crossover_rate``: a scalar or ``(P,)``. Returns the trials ``(P, D)``.
+    """
+    n, dim = parents.shape
+    rate = np.broadcast_to(np.asarray(crossover_rate, dtype=float), (n,))
+    take = rng.random((n, dim)) < rate[:, None]
+    take[np.arange(n), rng.integers(0, dim, size=n)] = True
+    return np.where(take, mutants, parents)
+
+
+def exponential_crossover(
+    rng: np.random.Generator, parents: np.ndarray, mutants: np.ndarray, crossover_rate: np.ndarray
+) -> np.ndarray:
+    """Copy a cyclic run of coordinates from the mutant, starting at a random index.
+
+    The run has length ``L`` with ``P(L >= k) = CR^(k-1)``, capped at ``D`` (the classic loop "copy,
+    then continue while rand < CR"), drawn as a geometric variable.
+    """
+    n, dim = parents.shape
+    rate = np.broadcast_to(np.asarray(crossover_rate, dtype=float), (n,))
+    start = rng.integers(0, dim, size=n)
+    # geometric(1 - CR) counts trials up to the first "stop"; CR = 1 never stops.
+    stop_probability = np.clip(1.0 - rate, 1e-300, 1.0)
+    length = np.where(rate >= 1.0, dim, np.minimum(rng.geometric(stop_probability), dim))
+    offset = (np.arange(dim)[None, :] - start[:, None]) % dim
+    return np.where(offset < length[:, None], mutants, parents)
+
+
+CROSSOVERS = {"bin": binomial_crossover, "exp": exponential_crossover}
+
+
+def repair_bounds(
+    rng: np.random.Generator,
+    trials: np.ndarray,
+    parents: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    method: str,
+) -> np.ndarray:
+    """Bring coordinates outside ``[lower, upper]`` back inside, in place; returns ``trials``.
+
+    - ``clip``: onto the violated bound;
+    - ``reinitialize``: uniform in the bounds (scipy's choice);
+    - ``midpoint``: halfway between the parent and the violated bound (JADE, SHADE, L-SHADE, jSO);
+    - ``reflect``: mirrored at the violated bound (and clipped if still outside).
+    """
+    below = trials < lower
+    above = trials > upper
+    if method == "reinitialize":
+        # Draw a full matrix whatever is out of bounds, so the RNG advances the same way always.
+        fresh = lower + rng.random(trials.shape) * (upper - lower)
+        outside = below | above
+        trials[outside] = fresh[outside]
+        return trials
+    if not (below.any() or above.any()):
+        return trials
+    low = np.broadcast_to(lower, trials.shape)
+    high = np.broadcast_to(upper, trials.shape)
+    if method == "clip":
+        np.clip(trials, lower, upper, out=trials)
+    elif method == "midpoint":
+        trials[below] = (low[below] + parents[below]) / 2
+        trials[above] = (high[above] + parents[above]) / 2
+    elif method == "reflect":
+        trials[below] = 2 * low[below] - trials[below]
+        trials[above] = 2 * high[above] - trials[above]
+        np.clip(trials, lower, upper, out=trials)
+    else:
+        raise EvomlpError(f"bounds_handling: expected one of {list(BOUNDS_HANDLING)}, got {method!r}")
+    return trials
+
+
+def sanitize_fitness(fitness: np.ndarray) -> np.ndarray:
+    """NaN and -inf/+inf fitness (an overflowing network) count as the worst possible: +inf."""
+    fitness = np.asarray(fitness, dtype=np.float64)
+    return np.where(np.isfinite(fitness), fitness, np.inf)
+
+
+def greedy_selection(state: DEState, trials: np.ndarray, trial_fitness: np.ndarray) -> np.ndarray:
+    """Replace each parent by its trial where ``f(trial) <= f(parent)``, in place.
+
+    Returns the boolean mask of replaced parents. Accepting ties lets the population drift across
+    plateaus, which the flat regions of a classification loss are full of.
+    """
+    replaced = trial_fitness <= state.fitness
+    state.population[replaced] = trials[replaced]
+    state.fitness[replaced] = trial_fitness[replaced]
+    return replaced
+
+
+def uniform_population(
+    rng: np.random.Generator, size: int, lower: np.ndarray, upper: np.ndarray
+) -> np.ndarray:
+    """``size`` points uniform in the box ``[lower, upper]``, ``(size, D)``."""
+    lower = np.asarray(lower, dtype=float)
+    upper = np.asarray(upper, dtype=float)
+    return lower + rng.random((size, lower.shape[0])) * (upper - lower)

@@ -1,0 +1,246 @@
+"""The training loop: ask -> evaluate -> tell -> validate -> log -> checkpoint.
+
+The model kept is the best individual *by validation loss*: every generation the population's best
+individual (by training fitness) is scored on the validation rows, and the best of those scores so
+far is the model. DE overfits a few thousand weights on a few hundred rows (training loss heads to
+zero while test accuracy falls), so selecting by training fitness alone would keep an overfit
+network. ``patience`` stops a run after that many generations without a validation improvement.
+
+A run is a :class:`TrainerState`, plain arrays and numbers: :meth:`Trainer.run` can start from a
+saved one (a checkpoint) and ends with the same result as an uninterrupted run, because every
+random number comes from the optimizer state's generator.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from evomlp.de.base import DEState
+from evomlp.evaluation import FitnessProblem, PopulationEvaluator
+
+HISTORY_COLUMNS = (
+    "generation",
+    "n_evaluations",
+    "best_fitness",
+    "mean_fitness",
+    "train_loss",
+    "train_accuracy",
+    "validation_loss",
+    "validation_accuracy",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """When to stop and how fitness is sampled; ``minibatch_size`` 0 means all training rows."""
+
+    max_generations: int = 300
+    max_evaluations: int = 0  # 0: no limit besides max_generations
+    patience: int = 0  # 0: no early stopping
+    minibatch_size: int = 0
+    checkpoint_every: int = 0  # 0: no checkpoints
+
+
+@dataclass
+class TrainerState:
+    """Everything a run needs to continue: the optimizer state and the model selection so far."""
+
+    optimizer: DEState
+    best_weights: np.ndarray
+    best_validation_loss: float
+    best_generation: int
+    generations_without_improvement: int = 0
+    history: list[dict] = field(default_factory=list)
+    stop_reason: str = ""
+    n_nonfinite: int = 0
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    weights: np.ndarray
+    best_generation: int
+    n_generations: int
+    n_evaluations: int
+    stop_reason: str
+    history: list[dict]
+    n_nonfinite: int
+
+
+class Trainer:
+    """Runs an ask/tell optimizer on a :class:`FitnessProblem` with validation-based selection.
+
+    ``optimizer`` has ``init``, ``ask`` and ``tell`` (see :mod:`evomlp.de.base`); ``evaluate`` is a
+    :class:`PopulationEvaluator` (entered); ``validation`` scores single networks on held-out rows.
+    """
+
+    def __init__(
+        self,
+        optimizer,
+        evaluate: PopulationEvaluator,
+        validation: FitnessProblem,
+        train_scoring: FitnessProblem,
+        config: TrainConfig,
+        progress: bool = False,
+        checkpoint: Callable[[TrainerState], None] | None = None,
+    ):
+        self.optimizer = optimizer
+        self.evaluate = evaluate
+        self.validation = validation
+        self.train_scoring = train_scoring
+        self.config = config
+        self.progress = progress
+        self.checkpoint = checkpoint
+        self.timings = {"evaluation_s": 0.0, "optimizer_s": 0.0, "validation_s": 0.0}
+
+    # -- one run ---------------------------------------------------------------------------
+    def start(self, initial_population: np.ndarray, rng: np.random.Generator) -> TrainerState:
+        """Evaluate the initial population and select its best as the first model."""
+        rows = self._draw_rows(rng)
+        fitness = self._timed_evaluate(initial_population, rows)
+        optimizer_state = self.optimizer.init(initial_population, fitness, rng)
+        state = TrainerState(
+            optimizer=optimizer_state,
+            best_weights=optimizer_state.best.copy(),
+            best_validation_loss=np.inf,
+            best_generation=0,
+        )
+        state.n_nonfinite += int(np.count_nonzero(~np.isfinite(fitness)))
+        self._record(state)
+        return state
+
+    def step(self, state: TrainerState) -> None:
+        """One generation: ask, evaluate the trials, tell, validate, log."""
+        optimizer_state = state.optimizer
+        rows = self._draw_rows(optimizer_state.rng)
+        started = time.perf_counter()
+        trials = self.optimizer.ask(optimizer_state)
+        self.timings["optimizer_s"] += time.perf_counter() - started
+        if rows is None:
+            trial_fitness = self._timed_evaluate(trials, None)
+        else:
+            # On a minibatch, parents and trials must be compared on the same rows.
+            both = self._timed_evaluate(np.concatenate([optimizer_state.population, trials]), rows)
+            size = optimizer_state.population_size
+            optimizer_state.fitness = np.where(np.isfinite(both[:size]), both[:size], np.inf)
+            trial_fitness = both[size:]
+        state.n_nonfinite += int(np.count_nonzero(~np.isfinite(trial_fitness)))
+        started = time.perf_counter()
+        state.optimizer = self.optimizer.tell(optimizer_state, trials, trial_fitness)
+        if rows is not None:
+            state.optimizer.n_evaluations += optimizer_state.population_size
+        self.timings["optimizer_s"] += time.perf_counter() - started
+        self._record(state)
+
+    def stop_reason(self, state: TrainerState) -> str:
+        config = self.config
+        optimizer_state = state.optimizer
+        if optimizer_state.generation >= config.max_generations:
+            return "max_generations"
+        if config.max_evaluations:
+            cost = optimizer_state.population_size * (2 if config.minibatch_size else 1)
+            if optimizer_state.n_evaluations + cost > config.max_evaluations:
+                return "max_evaluations"
+        if config.patience and state.generations_without_improvement >= config.patience:
+            return "patience"
+        return ""
+
+    def run(self, state: TrainerState) -> TrainResult:
+        """Step until a stop criterion holds; checkpoints every ``checkpoint_every`` generations."""
+        bar = self._progress_bar(state)
+        started = time.perf_counter()
+        start_evaluations = state.optimizer.n_evaluations
+        try:
+            while not (reason := self.stop_reason(state)):
+                self.step(state)
+                generation = state.optimizer.generation
+                if self.checkpoint and self.config.checkpoint_every and generation % self.config.checkpoint_every == 0:
+                    self.checkpoint(state)
+                if bar is not None:
+                    elapsed = max(time.perf_counter() - started, 1e-9)
+                    last = state.history[-1]
+                    postfix = {
+                        "best": f"{last['best_fitness']:.4g}",
+                        "val_loss": f"{state.best_validation_loss:.4g}",
+                        "evals/s": f"{(state.optimizer.n_evaluations - start_evaluations) / elapsed:,.0f}",
+                    }
+                    if last["validation_accuracy"] is not None:
+                        postfix["val_acc"] = f"{last['validation_accuracy']:.3f}"
+                    bar.set_postfix(postfix, refresh=False)
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        state.stop_reason = reason
+        return TrainResult(
+            weights=state.best_weights.copy(),
+            best_generation=state.best_generation,
+            n_generations=state.optimizer.generation,
+            n_evaluations=state.optimizer.n_evaluations,
+            stop_reason=reason,
+            history=list(state.history),
+            n_nonfinite=state.n_nonfinite,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _draw_rows(self, rng: np.random.Generator) -> np.ndarray | None:
+        size = self.config.minibatch_size
+        n_rows = self.train_scoring.X.shape[0]
+        if not size or size >= n_rows:
+            return None
+        return np.sort(rng.choice(n_rows, size=size, replace=False))
+
+    def _timed_evaluate(self, population: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        started = time.perf_counter()
+        fitness = self.evaluate(population, rows)
+        self.timings["evaluation_s"] += time.perf_counter() - started
+        return fitness
+
+    def _record(self, state: TrainerState) -> None:
+        """Validate the population's best, update the selected model, append a history row."""
+        started = time.perf_counter()
+        optimizer_state = state.optimizer
+        best = optimizer_state.best
+        candidates = best[None, :]
+        validation_loss, validation_accuracy = self.validation.loss_and_accuracy(candidates)
+        train_loss, train_accuracy = self.train_scoring.loss_and_accuracy(candidates)
+        loss = float(validation_loss[0])
+        if np.isfinite(loss) and loss < state.best_validation_loss:
+            state.best_validation_loss = loss
+            state.best_weights = best.copy()
+            state.best_generation = optimizer_state.generation
+            state.generations_without_improvement = 0
+        else:
+            state.generations_without_improvement += 1
+        finite = optimizer_state.fitness[np.isfinite(optimizer_state.fitness)]
+        state.history.append(
+            {
+                "generation": optimizer_state.generation,
+                "n_evaluations": optimizer_state.n_evaluations,
+                "best_fitness": optimizer_state.best_fitness,
+                "mean_fitness": float(finite.mean()) if finite.size else float("inf"),
+                "train_loss": float(train_loss[0]),
+                "train_accuracy": None if train_accuracy is None else float(train_accuracy[0]),
+                "validation_loss": loss,
+                "validation_accuracy": None if validation_accuracy is None else float(validation_accuracy[0]),
+            }
+        )
+        self.timings["validation_s"] += time.perf_counter() - started
+
+    def _progress_bar(self, state: TrainerState):
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(
+            total=self.config.max_generations,
+            initial=state.optimizer.generation,
+            desc="train",
+            unit="gen",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )

@@ -1,0 +1,42 @@
+"""Stage evaluate: test-set metrics and plot data of the trained model.
+
+Reads ``models/model.npz`` and ``data/prepared/test.npz``. Writes ``metrics/test.json``,
+``metrics/plots/roc.csv`` and ``metrics/plots/confusion.csv``.
+"""
+
+from __future__ import annotations
+
+from stages.common import METRICS, MODEL, PLOTS, load_part, run_stage
+
+from evomlp.artifacts import load_model, save_csv, save_json
+from evomlp.errors import EvomlpError
+from evomlp.metrics import confusion_rows, roc_points, task_metrics
+from evomlp.network import forward, output_probabilities
+
+
+def write_test_outputs(metrics_path, task, y, scores, classes, plots: bool) -> dict:
+    """Compute the task's metrics (and, if ``plots``, ROC and confusion data) and write them."""
+    metrics = task_metrics(task, y, scores, classes)
+    if plots:
+        save_csv(PLOTS / "roc.csv", ["fpr", "tpr", "threshold"], roc_points(task, y, scores, len(classes)))
+        save_csv(PLOTS / "confusion.csv", ["actual", "predicted"], confusion_rows(task, y, scores, classes))
+    save_json(metrics_path, metrics)
+    return metrics
+
+
+def main() -> None:
+    spec, weights, classes, _ = load_model(MODEL)
+    X_test, y_test = load_part("test")
+    if X_test.shape[1] != spec.n_inputs:
+        raise EvomlpError(
+            f"{MODEL}: model takes {spec.n_inputs} inputs but the prepared test data has {X_test.shape[1]} "
+            "(re-run the pipeline: dvc repro)"
+        )
+    scores = output_probabilities(spec, forward(spec, weights, X_test))
+    metrics = write_test_outputs(METRICS / "test.json", spec.task, y_test, scores, classes, plots=True)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    print(f"evaluate: {len(y_test)} test rows: {shown}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

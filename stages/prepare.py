@@ -1,0 +1,56 @@
+"""Stage prepare: load the dataset, check it, split it, fit preprocessing on the training rows.
+
+Reads params ``data.*``. Writes ``data/prepared/{train,validation,test}.npz`` (``X`` standardised,
+``y`` class indices or targets, ``rows`` indices into the dataset) and
+``data/prepared/preprocessing.npz`` (task, class labels, feature names, the fitted preprocessor).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from stages.common import PARAMS, PARTS, PREPARED, run_stage
+
+from evomlp.artifacts import save_npz
+from evomlp.data import Preprocessor, encode_labels, infer_task, load_dataset, split_rows
+from evomlp.params import load_params
+
+
+def main() -> None:
+    data = load_params(PARAMS)["data"]
+    dataset = load_dataset(data["dataset"], data["target"])
+    task = infer_task(dataset.target, data["task"])
+    y, classes = encode_labels(dataset.target, task)
+    split = split_rows(
+        y, task, data["test_size"], data["validation_size"], data["seed"], data["stratify"], dataset.source
+    )
+    features = dataset.features
+    preprocessor = Preprocessor(data["impute"]).fit(features.iloc[split.train], dataset.source)
+    parts = {}
+    for name in PARTS:
+        rows = getattr(split, name)
+        parts[name] = {
+            "X": preprocessor.transform(features.iloc[rows], dataset.source),
+            "y": y[rows],
+            "rows": rows,
+        }
+    # Everything is computed before the first file is written.
+    for name, arrays in parts.items():
+        save_npz(PREPARED / f"{name}.npz", arrays)
+    save_npz(
+        PREPARED / "preprocessing.npz",
+        {
+            "task": np.array(task),
+            "classes": classes,
+            "feature_names": np.array(preprocessor.feature_names, dtype=str),
+            **preprocessor.to_arrays(),
+        },
+    )
+    sizes = ", ".join(f"{name} {len(getattr(split, name))}" for name in PARTS)
+    print(
+        f"prepare: {dataset.source}: {len(y)} rows, {len(preprocessor.feature_names)} features, "
+        f"task {task}{f' ({len(classes)} classes)' if len(classes) else ''}; rows: {sizes}"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)

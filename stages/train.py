@@ -1,0 +1,118 @@
+"""Stage train: differential evolution over all weights of the MLP, model chosen on validation loss.
+
+Reads params ``model.*`` and ``train.*`` (results) and ``runtime.*`` (speed and display only; not a
+DVC dependency). Writes ``models/model.npz``, ``metrics/train.json``,
+``metrics/plots/history.csv``, and the untracked ``logs/train-timing.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+from stages.common import LOGS, METRICS, MODEL, PARAMS, PLOTS, load_part, load_preprocessing, run_stage
+
+from evomlp.artifacts import save_csv, save_json, save_model
+from evomlp.de import make_optimizer
+from evomlp.evaluation import FitnessProblem, PopulationEvaluator
+from evomlp.network import MLPSpec, initial_population, per_weight
+from evomlp.params import load_params
+from evomlp.trainer import HISTORY_COLUMNS, TrainConfig, Trainer
+
+
+def build_spec(model: dict, task: str, n_inputs: int, classes: np.ndarray, y: np.ndarray) -> MLPSpec:
+    if task == "binary":
+        n_outputs = 1
+    elif task == "multiclass":
+        n_outputs = len(classes)
+    else:
+        n_outputs = 1 if y.ndim == 1 else y.shape[1]
+    return MLPSpec(n_inputs, tuple(model["hidden_layers"]), tuple(model["activations"]), n_outputs, task)
+
+
+def main() -> None:
+    params = load_params(PARAMS)
+    model, train, runtime = params["model"], params["train"], params["runtime"]
+    preprocessing = load_preprocessing()
+    task, classes = str(preprocessing["task"]), preprocessing["classes"]
+    X_train, y_train = load_part("train")
+    X_validation, y_validation = load_part("validation")
+    spec = build_spec(model, task, X_train.shape[1], classes, y_train)
+
+    rng = np.random.default_rng(train["seed"])
+    bound = per_weight(spec, train["bounds"])
+    lower, upper = -bound, bound
+    optimizer = make_optimizer(
+        train["strategy"],
+        lower,
+        upper,
+        mutation=train["mutation"],
+        crossover_rate=train["crossover_rate"],
+        p_best=train["p_best"],
+        bounds_handling=train["bounds_handling"],
+        max_evaluations=train["max_evaluations"] or train["population_size"] * (train["max_generations"] + 1),
+    )
+    population = initial_population(
+        spec, rng, train["population_size"], train["init"], train["init_scale"], lower, upper
+    )
+    problem = FitnessProblem(spec, X_train, y_train, l2=train["l2"], dtype=train["dtype"])
+    scoring = FitnessProblem(spec, X_train, y_train, dtype=train["dtype"])
+    validation = FitnessProblem(spec, X_validation, y_validation, dtype=train["dtype"])
+    config = TrainConfig(
+        max_generations=train["max_generations"],
+        max_evaluations=train["max_evaluations"],
+        patience=train["patience"],
+        minibatch_size=train["minibatch_size"],
+    )
+    print(
+        f"train: {train['strategy']} on a {'-'.join(map(str, spec.layer_sizes))} MLP "
+        f"({spec.n_weights} weights), population {train['population_size']}, "
+        f"{X_train.shape[0]} training rows, n_jobs {runtime['n_jobs']} ({runtime['backend']})",
+        file=sys.stderr,
+    )
+    started = time.perf_counter()
+    with PopulationEvaluator(problem, runtime["n_jobs"], runtime["backend"], runtime["scheduler_address"]) as evaluate:
+        trainer = Trainer(optimizer, evaluate, validation, scoring, config, progress=runtime["progress"])
+        state = trainer.start(population, rng)
+        result = trainer.run(state)
+    elapsed = time.perf_counter() - started
+
+    weights = result.weights
+    selected = weights[None, :]
+    train_loss, train_accuracy = scoring.loss_and_accuracy(selected)
+    validation_loss, validation_accuracy = validation.loss_and_accuracy(selected)
+    metrics = {
+        "train_loss": float(train_loss[0]),
+        "validation_loss": float(validation_loss[0]),
+        "best_generation": result.best_generation,
+        "generations": result.n_generations,
+        "evaluations": result.n_evaluations,
+        "nonfinite_fitness": result.n_nonfinite,
+    }
+    if train_accuracy is not None:
+        metrics["train_accuracy"] = float(train_accuracy[0])
+        metrics["validation_accuracy"] = float(validation_accuracy[0])
+    preprocessing_arrays = {k: v for k, v in preprocessing.items() if k.startswith("pre_") or k == "feature_names"}
+    save_model(MODEL, spec, weights, classes, preprocessing_arrays)
+    save_json(METRICS / "train.json", metrics)
+    save_csv(PLOTS / "history.csv", list(HISTORY_COLUMNS), result.history)
+    timing = {
+        "seconds": elapsed,
+        "evaluations_per_second": result.n_evaluations / max(elapsed, 1e-9),
+        **trainer.timings,
+        "n_jobs": runtime["n_jobs"],
+        "backend": runtime["backend"],
+    }
+    LOGS.mkdir(exist_ok=True)
+    (LOGS / "train-timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+    summary = f"train: stopped after {result.n_generations} generations ({result.stop_reason}), "
+    summary += f"{result.n_evaluations} evaluations in {elapsed:.1f} s; model from generation {result.best_generation}"
+    if train_accuracy is not None:
+        summary += f", validation accuracy {metrics['validation_accuracy']:.4f}"
+    print(summary, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_stage(main)
