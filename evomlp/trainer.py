@@ -13,7 +13,10 @@ random number comes from the optimizer state's generator.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -150,31 +153,30 @@ class Trainer:
         return ""
 
     def run(self, state: TrainerState) -> TrainResult:
-        """Step until a stop criterion holds; checkpoints every ``checkpoint_every`` generations."""
+        """Step until a stop criterion holds; checkpoints every ``checkpoint_every`` generations.
+
+        Ctrl-C (SIGINT) is deferred to the end of the current generation, so the state is whole:
+        it is checkpointed (when a checkpoint callback is set) and ``KeyboardInterrupt`` is raised.
+        A second Ctrl-C interrupts at once.
+        """
         bar = self._progress_bar(state)
         started = time.perf_counter()
         start_evaluations = state.optimizer.n_evaluations
-        try:
-            while not (reason := self.stop_reason(state)):
-                self.step(state)
-                generation = state.optimizer.generation
-                if self.checkpoint and self.config.checkpoint_every and generation % self.config.checkpoint_every == 0:
-                    self.checkpoint(state)
+        with _deferred_interrupt() as interrupted:
+            try:
+                while not (reason := self.stop_reason(state)):
+                    self.step(state)
+                    generation = state.optimizer.generation
+                    every = self.config.checkpoint_every
+                    if self.checkpoint and (interrupted() or (every and generation % every == 0)):
+                        self.checkpoint(state)
+                    if interrupted():
+                        raise KeyboardInterrupt
+                    if bar is not None:
+                        self._show_progress(bar, state, started, start_evaluations)
+            finally:
                 if bar is not None:
-                    elapsed = max(time.perf_counter() - started, 1e-9)
-                    last = state.history[-1]
-                    postfix = {
-                        "best": f"{last['best_fitness']:.4g}",
-                        "val_loss": f"{state.best_validation_loss:.4g}",
-                        "evals/s": f"{(state.optimizer.n_evaluations - start_evaluations) / elapsed:,.0f}",
-                    }
-                    if last["validation_accuracy"] is not None:
-                        postfix["val_acc"] = f"{last['validation_accuracy']:.3f}"
-                    bar.set_postfix(postfix, refresh=False)
-                    bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()
+                    bar.close()
         state.stop_reason = reason
         return TrainResult(
             weights=state.best_weights.copy(),
@@ -185,6 +187,19 @@ class Trainer:
             history=list(state.history),
             n_nonfinite=state.n_nonfinite,
         )
+
+    def _show_progress(self, bar, state: TrainerState, started: float, start_evaluations: int) -> None:
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        last = state.history[-1]
+        postfix = {
+            "best": f"{last['best_fitness']:.4g}",
+            "val_loss": f"{state.best_validation_loss:.4g}",
+            "evals/s": f"{(state.optimizer.n_evaluations - start_evaluations) / elapsed:,.0f}",
+        }
+        if last["validation_accuracy"] is not None:
+            postfix["val_acc"] = f"{last['validation_accuracy']:.3f}"
+        bar.set_postfix(postfix, refresh=False)
+        bar.update(1)
 
     # -- helpers ---------------------------------------------------------------------------
     def _draw_rows(self, rng: np.random.Generator) -> np.ndarray | None:
@@ -244,3 +259,24 @@ class Trainer:
             file=sys.stderr,
             dynamic_ncols=True,
         )
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Within the block, a first SIGINT only sets a flag (read by calling the yielded function);
+    a second one raises ``KeyboardInterrupt`` at once. Outside the main thread, nothing changes."""
+    flag = {"set": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        if flag["set"]:
+            raise KeyboardInterrupt
+        flag["set"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: flag["set"]
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -2,7 +2,10 @@
 
 Reads params ``model.*`` and ``train.*`` (results) and ``runtime.*`` (speed and display only; not a
 DVC dependency). Writes ``models/model.npz``, ``metrics/train.json``,
-``metrics/plots/history.csv``, and the untracked ``logs/train-timing.json``.
+``metrics/plots/history.csv``, and the untracked ``logs/train-timing.json``. Every
+``runtime.checkpoint_every`` generations (and on Ctrl-C) the whole run is saved to
+``.checkpoints/train-<key>.npz``, ``<key>`` a hash of the params and data that affect results; the
+next run with the same key resumes from it and ends with the same bytes; a finished run removes it.
 """
 
 from __future__ import annotations
@@ -12,9 +15,22 @@ import sys
 import time
 
 import numpy as np
-from stages.common import LOGS, METRICS, MODEL, PARAMS, PLOTS, load_part, load_preprocessing, run_stage
+from stages.common import (
+    CHECKPOINTS,
+    LOGS,
+    METRICS,
+    MODEL,
+    PARAMS,
+    PARTS,
+    PLOTS,
+    PREPARED,
+    load_part,
+    load_preprocessing,
+    run_stage,
+)
 
 from evomlp.artifacts import save_csv, save_json, save_model
+from evomlp.checkpoint import checkpoint_key, load_checkpoint, save_checkpoint
 from evomlp.de import make_optimizer
 from evomlp.evaluation import FitnessProblem, PopulationEvaluator
 from evomlp.network import MLPSpec, initial_population, per_weight
@@ -65,6 +81,7 @@ def main() -> None:
         max_evaluations=train["max_evaluations"],
         patience=train["patience"],
         minibatch_size=train["minibatch_size"],
+        checkpoint_every=runtime["checkpoint_every"],
     )
     print(
         f"train: {train['strategy']} on a {'-'.join(map(str, spec.layer_sizes))} MLP "
@@ -72,11 +89,33 @@ def main() -> None:
         f"{X_train.shape[0]} training rows, n_jobs {runtime['n_jobs']} ({runtime['backend']})",
         file=sys.stderr,
     )
+    key = checkpoint_key({"model": model, "train": train}, [PREPARED / f"{name}.npz" for name in PARTS])
+    checkpoint_path = CHECKPOINTS / f"train-{key}.npz"
     started = time.perf_counter()
     with PopulationEvaluator(problem, runtime["n_jobs"], runtime["backend"], runtime["scheduler_address"]) as evaluate:
-        trainer = Trainer(optimizer, evaluate, validation, scoring, config, progress=runtime["progress"])
-        state = trainer.start(population, rng)
-        result = trainer.run(state)
+        trainer = Trainer(
+            optimizer,
+            evaluate,
+            validation,
+            scoring,
+            config,
+            progress=runtime["progress"],
+            checkpoint=lambda state: save_checkpoint(checkpoint_path, state, key),
+        )
+        if checkpoint_path.exists():
+            state = load_checkpoint(checkpoint_path, key)
+            print(f"train: resuming from generation {state.optimizer.generation} ({checkpoint_path})", file=sys.stderr)
+        else:
+            state = trainer.start(population, rng)
+        try:
+            result = trainer.run(state)
+        except KeyboardInterrupt:
+            print(
+                f"train: interrupted at generation {state.optimizer.generation}; state saved to "
+                f"{checkpoint_path}; run dvc repro to resume",
+                file=sys.stderr,
+            )
+            raise
     elapsed = time.perf_counter() - started
 
     weights = result.weights
@@ -112,6 +151,7 @@ def main() -> None:
     if train_accuracy is not None:
         summary += f", validation accuracy {metrics['validation_accuracy']:.4f}"
     print(summary, file=sys.stderr)
+    checkpoint_path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

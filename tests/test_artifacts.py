@@ -1,0 +1,116 @@
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from evomlp.artifacts import atomic_path, load_model, load_npz, save_csv, save_json, save_model, save_npz
+from evomlp.errors import EvomlpError
+from evomlp.network import MLPSpec
+
+
+def test_npz_bytes_depend_only_on_the_arrays(tmp_path, monkeypatch):
+    import time
+
+    arrays = {"b": np.arange(5.0), "a": np.array("text"), "c": np.array(["x", "yy"])}
+    save_npz(tmp_path / "one.npz", arrays)
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 86_400 * 400)  # a year later
+    save_npz(tmp_path / "two.npz", dict(reversed(list(arrays.items()))))
+    assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()
+    with zipfile.ZipFile(tmp_path / "one.npz") as archive:
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    loaded = load_npz(tmp_path / "one.npz")
+    assert loaded["a"].shape == () and str(loaded["a"]) == "text"
+    np.testing.assert_array_equal(loaded["c"], ["x", "yy"])
+
+
+def test_object_arrays_are_refused(tmp_path):
+    with pytest.raises(EvomlpError, match="objects"):
+        save_npz(tmp_path / "x.npz", {"bad": np.array([{"a": 1}], dtype=object)})
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "metrics.json"
+    save_json(target, {"accuracy": 0.5})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            temporary.write_text('{"accuracy": 0.')
+            raise RuntimeError("crash in the middle of writing")
+    assert json.loads(target.read_text()) == {"accuracy": 0.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_json_is_sorted_and_nonfinite_becomes_null(tmp_path):
+    save_json(tmp_path / "m.json", {"z": np.float64(1.5), "a": float("nan"), "n": {"inf": float("inf")}})
+    text = (tmp_path / "m.json").read_text()
+    assert text.index('"a"') < text.index('"z"')
+    assert json.loads(text) == {"a": None, "n": {"inf": None}, "z": 1.5}
+
+
+def test_csv_keeps_full_float_precision(tmp_path):
+    save_csv(tmp_path / "h.csv", ["g", "v"], [{"g": 1, "v": 0.1 + 0.2}, {"g": 2, "v": None}])
+    assert (tmp_path / "h.csv").read_text() == "g,v\n1,0.30000000000000004\n2,\n"
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    spec = MLPSpec(3, (4,), ("relu",), 1, "binary")
+    weights = np.linspace(-1, 1, spec.n_weights)
+    path = tmp_path / "model.npz"
+    save_model(path, spec, weights, np.array(["benign", "malignant"]), {"pre_mean": np.zeros(3)})
+    return path, spec, weights
+
+
+def test_model_round_trip(model_file):
+    path, spec, weights = model_file
+    loaded_spec, loaded_weights, classes, arrays = load_model(path)
+    assert loaded_spec == spec
+    np.testing.assert_array_equal(loaded_weights, weights)
+    assert list(classes) == ["benign", "malignant"]
+    assert "pre_mean" in arrays
+
+
+def test_truncated_model_is_refused(model_file):
+    path = model_file[0]
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(EvomlpError, match="not a readable .npz model file"):
+        load_model(path)
+
+
+def test_garbage_and_missing_model_files_are_refused(tmp_path):
+    (tmp_path / "junk.npz").write_bytes(b"\x00not a zip at all")
+    with pytest.raises(EvomlpError, match="junk.npz: not a readable"):
+        load_model(tmp_path / "junk.npz")
+    with pytest.raises(EvomlpError, match="model file not found"):
+        load_model(tmp_path / "absent.npz")
+
+
+def test_model_with_pickled_arrays_is_refused_not_unpickled(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, weights=np.array([object()], dtype=object))
+    with pytest.raises(EvomlpError, match="evil.npz"):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (lambda a: a.update(weights=a["weights"][:-1]), "expected 21 float64 weights"),
+        (lambda a: a.update(hidden_layers=np.array([5])), "expected 26 float64 weights"),
+        (lambda a: a.update(activations=np.array(["swish"])), "swish"),
+        (lambda a: a.update(format_version=np.array(99)), "format version 99"),
+        (lambda a: a.update(classes=np.array(["only one"])), "expected 2 class labels"),
+        (lambda a: a.pop("task"), "lacks array"),
+        (lambda a: a.update(weights=np.full(21, np.nan)), "NaN"),
+    ],
+)
+def test_mismatched_model_is_refused_with_a_reason(model_file, change, fragment):
+    path = model_file[0]
+    arrays = load_npz(path)
+    change(arrays)
+    save_npz(path, arrays)
+    with pytest.raises(EvomlpError, match=fragment) as error:
+        load_model(path)
+    assert str(error.value).startswith(str(path))

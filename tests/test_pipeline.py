@@ -1,0 +1,189 @@
+"""The real DVC pipeline, run in a temporary git repository on a small budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+SMALL_BUDGET = {"train": {"max_generations": 40, "population_size": 20}, "runtime": {"progress": False}}
+
+
+def environment() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def dvc(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "dvc", *arguments], cwd)
+
+
+def set_params(repo: Path, changes: dict) -> None:
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in changes.items():
+        params.setdefault(section, {}).update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def ran_stages(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A fresh git + DVC repo holding the project's pipeline code and params (small budget)."""
+    for name in ("evomlp", "stages"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    run(["git", "init", "-q"], tmp_path)
+    dvc("init", "-q", cwd=tmp_path)
+    dvc("config", "core.analytics", "false", cwd=tmp_path)
+    set_params(tmp_path, SMALL_BUDGET)
+    return tmp_path
+
+
+def test_pipeline_end_to_end(repo: Path) -> None:
+    first = dvc("repro", cwd=repo)
+    assert ran_stages(first.stdout) == {"prepare", "train", "evaluate", "baseline"}
+
+    test = json.loads((repo / "metrics/test.json").read_text())
+    baseline = json.loads((repo / "metrics/baseline.json").read_text())
+    train = json.loads((repo / "metrics/train.json").read_text())
+    assert set(test) == set(baseline) >= {"accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
+    assert 0.85 <= test["accuracy"] <= 1 and 0.5 < test["roc_auc"] <= 1
+    assert train["generations"] == 40 and train["evaluations"] == 20 * 41
+    history = (repo / "metrics/plots/history.csv").read_text().splitlines()
+    assert history[0].startswith("generation,n_evaluations,best_fitness")
+    assert len(history) == 1 + 41
+    assert (repo / "metrics/plots/roc.csv").read_text().startswith("fpr,tpr,threshold\n")
+    assert len((repo / "metrics/plots/confusion.csv").read_text().splitlines()) == 1 + 171
+    assert not (repo / ".checkpoints").exists() or not any((repo / ".checkpoints").iterdir())
+    model_bytes = (repo / "models/model.npz").read_bytes()
+    lock = (repo / "dvc.lock").read_text()
+
+    # nothing changed: nothing runs
+    assert ran_stages(dvc("repro", cwd=repo).stdout) == set()
+
+    # runtime settings must not change results, so they are no dependency
+    set_params(repo, {"runtime": {"n_jobs": 2, "backend": "threading"}})
+    assert ran_stages(dvc("repro", cwd=repo).stdout) == set()
+
+    # ...and forcing a rerun with them gives the same bytes
+    forced = dvc("repro", "-f", "train", cwd=repo)
+    assert "train" in ran_stages(forced.stdout)
+    assert (repo / "models/model.npz").read_bytes() == model_bytes
+    assert (repo / "dvc.lock").read_text() == lock
+
+    # a result param reruns train and what depends on it, not prepare nor baseline
+    set_params(repo, {"train": {"population_size": 16}})
+    assert ran_stages(dvc("repro", cwd=repo).stdout) == {"train", "evaluate"}
+    assert json.loads((repo / "metrics/train.json").read_text())["evaluations"] == 16 * 41
+
+    diff = dvc("metrics", "diff", "--json", cwd=repo)
+    assert "metrics/train.json" in json.loads(diff.stdout or "{}") or diff.stdout
+
+
+def checkpoint_generation(directory: Path) -> int:
+    for path in directory.glob("train-*.npz"):
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                return int(arrays["optimizer_generation"])
+        except (OSError, ValueError, KeyError, EOFError):
+            return -1
+    return -1
+
+
+def test_sigkilled_training_resumes_to_the_same_bytes(repo: Path) -> None:
+    set_params(repo, {"train": {"max_generations": 120, "population_size": 16},
+                      "runtime": {"checkpoint_every": 1}})
+    run([sys.executable, "-m", "stages.prepare"], repo)
+    run([sys.executable, "-m", "stages.train"], repo)
+    outputs = ("models/model.npz", "metrics/train.json", "metrics/plots/history.csv")
+    reference = {name: (repo / name).read_bytes() for name in outputs}
+    for name in outputs:
+        (repo / name).unlink()
+
+    checkpoints = repo / ".checkpoints"
+    killed_at = []
+    for target in (3, 20, 45, 70, 95):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stages.train"], cwd=repo, env=environment(),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 120
+        while checkpoint_generation(checkpoints) < target and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        stderr = process.stderr.read()
+        generation = checkpoint_generation(checkpoints)
+        assert process.returncode == -signal.SIGKILL, f"the run ended before it could be killed:\n{stderr}"
+        assert generation >= target
+        if killed_at:
+            assert f"resuming from generation {killed_at[-1]}" in stderr
+        killed_at.append(generation)
+        assert not any((repo / name).exists() for name in outputs), "a killed run left an output behind"
+    assert len(set(killed_at)) == 5
+
+    finished = run([sys.executable, "-m", "stages.train"], repo)
+    assert f"resuming from generation {killed_at[-1]}" in finished.stderr
+    for name in outputs:
+        assert (repo / name).read_bytes() == reference[name], f"{name} differs after resume"
+    assert not list(checkpoints.glob("*.npz")), "a finished run must remove its checkpoint"
+
+
+def test_interrupted_pipeline_then_dvc_repro_gives_the_committed_lock(repo: Path) -> None:
+    dvc("repro", cwd=repo)
+    lock = (repo / "dvc.lock").read_text()
+    (repo / "models/model.npz").unlink()
+    set_params(repo, {"runtime": {"checkpoint_every": 1}})
+    process = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=repo, env=environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while checkpoint_generation(repo / ".checkpoints") < 10 and process.poll() is None:
+        time.sleep(0.002)
+    process.kill()
+    process.wait()
+    dvc("repro", cwd=repo)
+    assert (repo / "dvc.lock").read_text() == lock
+
+
+def test_ctrl_c_saves_the_state_and_says_where(repo: Path) -> None:
+    set_params(repo, {"train": {"max_generations": 100_000}, "runtime": {"checkpoint_every": 0}})
+    run([sys.executable, "-m", "stages.prepare"], repo)
+    process = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=repo, env=environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr
+    line = next(line for line in stderr.splitlines() if "interrupted at generation" in line)
+    generation = int(line.split("interrupted at generation ")[1].split(";")[0])
+    saved = next((repo / ".checkpoints").glob("train-*.npz"))
+    assert str(saved.relative_to(repo)) in line
+    assert checkpoint_generation(repo / ".checkpoints") == generation > 0
+    assert not (repo / "models/model.npz").exists()

@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+
+from evomlp.checkpoint import checkpoint_key, load_checkpoint, save_checkpoint
+from evomlp.de import make_optimizer
+from evomlp.errors import EvomlpError
+from evomlp.evaluation import FitnessProblem, PopulationEvaluator
+from evomlp.network import initial_population, per_weight
+from evomlp.trainer import TrainConfig, Trainer
+
+
+def make_trainer(small_problem, checkpoint=None, strategy="rand1bin", **config):
+    spec, (X, y), (X_val, y_val) = small_problem
+    bound = per_weight(spec, 3.0)
+    optimizer = make_optimizer(strategy, -bound, bound, mutation=0.6, crossover_rate=0.5, max_evaluations=config.get("max_evaluations", 0))
+    problem = FitnessProblem(spec, X, y, l2=config.pop("l2", 0.0))
+    scoring = FitnessProblem(spec, X, y)
+    validation = FitnessProblem(spec, X_val, y_val)
+    settings = dict(max_generations=40) | config
+    trainer = Trainer(optimizer, PopulationEvaluator(problem), validation, scoring, TrainConfig(**settings), checkpoint=checkpoint)
+    rng = np.random.default_rng(7)
+    population = initial_population(spec, rng, 12, "glorot", 1.0, -bound, bound)
+    return trainer, population, rng, validation
+
+
+def test_the_model_kept_is_the_best_by_validation_loss(small_problem):
+    trainer, population, rng, validation = make_trainer(small_problem, max_generations=60)
+    result = trainer.run(trainer.start(population, rng))
+    losses = [row["validation_loss"] for row in result.history]
+    best_row = int(np.argmin(losses))
+    assert result.best_generation == result.history[best_row]["generation"]
+    assert validation.loss_and_accuracy(result.weights[None])[0][0] == pytest.approx(min(losses), rel=1e-12)
+    # the training fitness keeps improving after the selected generation; the model does not follow it
+    assert result.history[-1]["best_fitness"] <= result.history[best_row]["best_fitness"]
+    assert [row["generation"] for row in result.history] == list(range(61))
+
+
+def test_patience_stops_after_that_many_generations_without_improvement(small_problem):
+    trainer, population, rng, _ = make_trainer(small_problem, max_generations=10_000, patience=5)
+    result = trainer.run(trainer.start(population, rng))
+    assert result.stop_reason == "patience"
+    assert result.n_generations == result.best_generation + 5
+    losses = [row["validation_loss"] for row in result.history]
+    assert min(losses[-5:]) >= min(losses[:-5])
+
+
+def test_max_evaluations_is_never_exceeded(small_problem):
+    trainer, population, rng, _ = make_trainer(small_problem, max_generations=10_000, max_evaluations=200)
+    result = trainer.run(trainer.start(population, rng))
+    assert result.stop_reason == "max_evaluations"
+    assert 200 - 12 < result.n_evaluations <= 200
+    assert result.n_evaluations == 12 * (result.n_generations + 1)
+
+
+def test_minibatch_compares_parents_and_trials_on_the_same_rows(small_problem):
+    trainer, population, rng, _ = make_trainer(small_problem, max_generations=5, minibatch_size=30)
+    calls = []
+    evaluate = trainer.evaluate
+    trainer.evaluate = lambda pop, rows=None: calls.append((pop.shape[0], None if rows is None else rows.copy())) or evaluate(pop, rows)
+    result = trainer.run(trainer.start(population, rng))
+    assert [size for size, _ in calls[1:]] == [24] * 5  # parents + trials together
+    assert all(len(rows) == 30 and np.all(np.diff(rows) > 0) for _, rows in calls)
+    assert len({tuple(rows) for _, rows in calls}) == 6  # a new minibatch every generation
+    assert result.n_evaluations == 12 + 5 * 24
+
+
+def test_resume_from_a_checkpoint_gives_the_uninterrupted_result(small_problem, tmp_path):
+    reference_trainer, population, rng, _ = make_trainer(small_problem, max_generations=30, l2=1e-3)
+    reference = reference_trainer.run(reference_trainer.start(population, rng))
+
+    path = tmp_path / "run.npz"
+    saved = []
+    trainer, population, rng, _ = make_trainer(
+        small_problem, checkpoint=lambda state: saved.append(save_checkpoint(path, state, "k")),
+        max_generations=13, checkpoint_every=13, l2=1e-3,
+    )
+    trainer.run(trainer.start(population, rng))
+    assert len(saved) == 1
+    resumed_trainer, _, _, _ = make_trainer(small_problem, max_generations=30, l2=1e-3)
+    state = load_checkpoint(path, "k")
+    assert state.optimizer.generation == 13
+    resumed = resumed_trainer.run(state)
+    assert np.array_equal(resumed.weights, reference.weights)
+    assert resumed.history == reference.history
+    assert resumed.n_evaluations == reference.n_evaluations
+
+
+def test_checkpoint_of_another_run_is_refused(small_problem, tmp_path):
+    trainer, population, rng, _ = make_trainer(small_problem, max_generations=2)
+    state = trainer.start(population, rng)
+    save_checkpoint(tmp_path / "c.npz", state, "key-a")
+    with pytest.raises(EvomlpError, match="another run"):
+        load_checkpoint(tmp_path / "c.npz", "key-b")
+
+
+def test_checkpoint_key_changes_with_settings_and_data(tmp_path):
+    data = tmp_path / "train.npz"
+    data.write_bytes(b"rows")
+    key = checkpoint_key({"seed": 1}, [data])
+    assert key == checkpoint_key({"seed": 1}, [data])
+    assert key != checkpoint_key({"seed": 2}, [data])
+    data.write_bytes(b"other rows")
+    assert key != checkpoint_key({"seed": 1}, [data])
+
+
+def test_nonfinite_fitness_is_counted_and_never_selected(small_problem):
+    trainer, population, rng, _ = make_trainer(small_problem, max_generations=5)
+    evaluate = trainer.evaluate
+
+    def poisoned(pop, rows=None):
+        fitness = evaluate(pop, rows)
+        fitness[::3] = np.nan
+        return fitness
+
+    trainer.evaluate = poisoned
+    result = trainer.run(trainer.start(population, rng))
+    assert result.n_nonfinite == 4 * 6
+    assert all(np.isfinite(row["best_fitness"]) for row in result.history)
