@@ -33,7 +33,39 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (not a bool); an int too large for a float is not a number here."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+INT64_MAX = 2**63 - 1
+_SHOW_LIMIT = 80
+
+
+def show(value: Any) -> str:
+    """``repr(value)`` on one line, cut to a readable length; never raises (huge ints, deep nesting)."""
+    try:
+        if _is_int(value) and value.bit_length() > 200:
+            text = f"an integer of {value.bit_length()} bits"
+        else:
+            text = repr(value)
+    except Exception:  # noqa: BLE001 - repr of arbitrary parsed input must not escape
+        text = f"<{type(value).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= _SHOW_LIMIT else text[: _SHOW_LIMIT - 3] + "..."
+
+
+def _name(key: Any) -> str:
+    """A key as written in messages: plain if it is a simple word, else its (cut) repr."""
+    if isinstance(key, str) and key and len(key) <= _SHOW_LIMIT and all(
+        c.isalnum() or c in "_-" for c in key
+    ):
+        return key
+    return show(key)
 
 
 def integer(low: int | None = None, high: int | None = None) -> Callable[[Any], int]:
@@ -54,16 +86,23 @@ def number(low: float | None = None, high: float | None = None, *, open_low: boo
         if ok and high is not None:
             ok = value < high if open_high else value <= high
         if not ok:
-            lo = "" if low is None else ("(" if open_low else "[") + f"{low}"
-            hi = "" if high is None else f"{high}" + (")" if open_high else "]")
-            where = f" in {lo}, {hi}" if low is not None and high is not None else _range(low, high)
-            raise ValueError(f"expected a number{where}")
+            if low is not None and high is not None:
+                where = f" in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+            elif low is not None:
+                where = f" {'>' if open_low else '>='} {low}"
+            elif high is not None:
+                where = f" {'<' if open_high else '<='} {high}"
+            else:
+                where = ""
+            raise ValueError(f"expected a finite number{where}")
         return float(value)
 
     return check
 
 
 def _range(low: float | None, high: float | None) -> str:
+    if high == INT64_MAX:
+        return f" >= {low} and below 2**63" if low is not None else " below 2**63"
     if low is not None and high is not None:
         return f" from {low} to {high}"
     if low is not None:
@@ -75,11 +114,18 @@ def _range(low: float | None, high: float | None) -> str:
 
 def choice(*options: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"expected one of {list(options)}")
+        if not isinstance(value, str) or value not in options:
+            raise ValueError(f"expected one of {list(options)}{_suggest_value(value, options)}")
         return value
 
     return check
+
+
+def _suggest_value(value: Any, options: tuple[str, ...] | list[str]) -> str:
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def boolean(value: Any) -> bool:
@@ -88,10 +134,16 @@ def boolean(value: Any) -> bool:
     return value
 
 
+def string(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ValueError("expected a non-empty string")
+    return value
+
+
 def optional_string(value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
         raise ValueError("expected a non-empty string or null")
     return value
 
@@ -99,11 +151,15 @@ def optional_string(value: Any) -> str | None:
 def list_of(item: Callable[[Any], Any], *, min_length: int = 0) -> Callable[[Any], list]:
     def check(value: Any) -> list:
         if not isinstance(value, list) or len(value) < min_length:
-            raise ValueError(f"expected a list of at least {min_length} item(s)")
-        try:
-            return [item(entry) for entry in value]
-        except ValueError as error:
-            raise ValueError(f"{error} for every item") from None
+            least = f" of at least {min_length} item(s)" if min_length else ""
+            raise ValueError(f"expected a list{least}")
+        result = []
+        for index, entry in enumerate(value):
+            try:
+                result.append(item(entry))
+            except ValueError as error:
+                raise ValueError(f"{error} (item {index})") from None
+        return result
 
     return check
 
@@ -131,10 +187,13 @@ def positive_or_per_layer(value: Any) -> float | list[float]:
     raise ValueError("expected a positive number or a list of positive numbers, one per layer")
 
 
-def n_jobs(value: Any) -> int:
-    if _is_int(value) and (value >= 1 or value == -1):
+def n_jobs(value: Any) -> int | str:
+    """A positive number of workers, ``-1`` (all cores) or ``"auto"`` (decided at run time)."""
+    if value == "auto" and isinstance(value, str):
+        return "auto"
+    if _is_int(value) and (1 <= value <= 1_000_000 or value == -1):
         return int(value)
-    raise ValueError("expected a positive integer or -1 (all cores)")
+    raise ValueError("expected a positive integer (at most 1000000), -1 (all cores) or 'auto'")
 
 
 def _strategies() -> tuple[str, ...]:
@@ -145,8 +204,8 @@ def _strategies() -> tuple[str, ...]:
 
 def strategy(value: Any) -> str:
     names = _strategies()
-    if value not in names:
-        raise ValueError(f"expected one of {list(names)}")
+    if not isinstance(value, str) or value not in names:
+        raise ValueError(f"expected one of {list(names)}{_suggest_value(value, names)}")
     return value
 
 
@@ -155,7 +214,7 @@ BUNDLED_DATASETS = ("breast_cancer", "iris", "wine", "digits")
 
 SCHEMA: dict[str, dict[str, Field]] = {
     "data": {
-        "dataset": Field("breast_cancer", optional_string,
+        "dataset": Field("breast_cancer", string,
                          "breast_cancer, iris, wine, digits, or the path of a CSV file"),
         "target": Field(None, optional_string, "label column of a CSV dataset"),
         "task": Field("auto", choice("auto", "binary", "multiclass", "regression")),
@@ -180,10 +239,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "init": Field("he", choice("uniform", "glorot", "he")),
         "init_scale": Field(1.0, positive_or_per_layer),
         "max_generations": Field(300, integer(1, 10_000_000)),
-        "max_evaluations": Field(0, integer(0)),
-        "patience": Field(0, integer(0)),
+        "max_evaluations": Field(0, integer(0, INT64_MAX)),
+        "patience": Field(0, integer(0, INT64_MAX)),
         "l2": Field(0.0, number(0)),
-        "minibatch_size": Field(0, integer(0)),
+        "minibatch_size": Field(0, integer(0, INT64_MAX)),
         "dtype": Field("float64", choice("float32", "float64")),
         "seed": Field(0, integer(0, 2**32 - 1)),
     },
@@ -191,7 +250,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "solver": Field("adam", choice("adam", "sgd", "lbfgs")),
         "alpha": Field(0.0001, number(0)),
         "learning_rate_init": Field(0.001, number(0, open_low=True)),
-        "max_iter": Field(500, integer(1)),
+        "max_iter": Field(500, integer(1, INT64_MAX)),
         "early_stopping": Field(False, boolean),
         "seed": Field(0, integer(0, 2**32 - 1)),
     },
@@ -200,34 +259,50 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "backend": Field("loky", choice("loky", "threading", "dask")),
         "scheduler_address": Field(None, optional_string),
         "progress": Field(True, boolean),
-        "checkpoint_every": Field(10, integer(0)),
+        "checkpoint_every": Field(10, integer(0, INT64_MAX)),
     },
 }
 
 
-def _suggest(name: str, known: list[str]) -> str:
+def _suggest(name: Any, known: list[str]) -> str:
+    if not isinstance(name, str):
+        return ""
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def validate_params(raw: Any, source: str = "params.yaml") -> dict[str, dict[str, Any]]:
-    """Check every key of ``raw`` against :data:`SCHEMA`; fill defaults; check keys against each other."""
+    """Check every key of ``raw`` against :data:`SCHEMA`; fill defaults; check keys against each other.
+
+    Any parsed-YAML input either gives a complete mapping or raises :class:`ParamsError` with a
+    one-line message naming ``section.key`` (or the section), the value found and what was expected.
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ParamsError(f"{source}: expected a mapping of sections {list(SCHEMA)}, got {type(raw).__name__}")
+        raise ParamsError(
+            f"{source}: expected a mapping of sections {list(SCHEMA)}, got {type(raw).__name__} {show(raw)}"
+        )
     result: dict[str, dict[str, Any]] = {}
     for section in raw:
-        if section not in SCHEMA:
-            raise ParamsError(f"{source}: unknown section {section!r}{_suggest(str(section), list(SCHEMA))}")
+        if not isinstance(section, str) or section not in SCHEMA:
+            raise ParamsError(
+                f"{source}: unknown section {_name(section)}{_suggest(section, list(SCHEMA))}; "
+                f"expected one of {list(SCHEMA)}"
+            )
     for section, fields in SCHEMA.items():
-        given = raw.get(section) or {}
+        given = raw.get(section)
+        if given is None:  # an absent or empty section: every key takes its default
+            given = {}
         if not isinstance(given, dict):
-            raise ParamsError(f"{source}: {section}: expected a mapping, got {given!r}")
+            raise ParamsError(
+                f"{source}: {section}: expected a mapping of keys {list(fields)}, got {show(given)}"
+            )
         for key in given:
-            if key not in fields:
+            if not isinstance(key, str) or key not in fields:
                 raise ParamsError(
-                    f"{source}: unknown key {section}.{key}{_suggest(str(key), list(fields))}"
+                    f"{source}: {section}.{_name(key)}: unknown key"
+                    f"{_suggest(key, list(fields)) or f'; expected one of {list(fields)}'}"
                 )
         values = {}
         for key, spec in fields.items():
@@ -235,7 +310,7 @@ def validate_params(raw: Any, source: str = "params.yaml") -> dict[str, dict[str
             try:
                 values[key] = spec.check(value)
             except ValueError as error:
-                raise ParamsError(f"{source}: {section}.{key}: {error}, got {value!r}") from None
+                raise ParamsError(f"{source}: {section}.{key}: {error}, got {show(value)}") from None
         result[section] = values
     _check_together(result, source)
     return result
@@ -264,10 +339,13 @@ def _check_together(params: dict[str, dict[str, Any]], source: str) -> None:
                 f"{source}: train.{key}: expected one value per layer ({n_layers}), got {len(value)}"
             )
     if data["test_size"] + data["validation_size"] * (1 - data["test_size"]) >= 1:
-        raise ParamsError(f"{source}: data.validation_size: leaves no training rows")
+        raise ParamsError(
+            f"{source}: data.validation_size: with data.test_size {data['test_size']}, a validation "
+            f"size of {data['validation_size']} leaves no training rows; expected a smaller value"
+        )
     if data["dataset"] not in BUNDLED_DATASETS and data["target"] is None:
         raise ParamsError(
-            f"{source}: data.target: a CSV dataset ({data['dataset']!r}) needs the name of its label column"
+            f"{source}: data.target: a CSV dataset ({show(data['dataset'])}) needs the name of its label column"
         )
 
 
@@ -277,15 +355,24 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:
 
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
-    except OSError as error:
-        raise ParamsError(f"{path}: cannot read ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        byte = error.object[error.start]
+        raise ParamsError(f"{path}: not UTF-8 text (byte {byte:#04x} at offset {error.start})") from None
+    except (OSError, ValueError) as error:
+        raise ParamsError(f"{path}: cannot read ({getattr(error, 'strerror', None) or error})") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ParamsError(f"{path}: not valid YAML{where}") from None
+        problem = getattr(error, "problem", None)
+        raise ParamsError(f"{path}: not valid YAML{where}{f' ({problem})' if problem else ''}") from None
+    except RecursionError:
+        raise ParamsError(f"{path}: not valid YAML (nested too deeply)") from None
+    except (ValueError, TypeError, OverflowError) as error:
+        # e.g. an integer with more digits than Python converts (sys.get_int_max_str_digits)
+        raise ParamsError(f"{path}: not valid YAML ({' '.join(str(error).split())[:120]})") from None
     return validate_params(raw, str(path))

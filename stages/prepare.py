@@ -11,7 +11,7 @@ import numpy as np
 from stages.common import PARAMS, PARTS, PREPARED, run_stage
 
 from evomlp.artifacts import save_npz
-from evomlp.data import Preprocessor, encode_labels, infer_task, load_dataset, split_rows
+from evomlp.data import BUNDLED, Preprocessor, encode_labels, infer_task, load_dataset, split_rows
 from evomlp.params import load_params
 
 
@@ -21,7 +21,15 @@ def main() -> None:
     task = infer_task(dataset.target, data["task"])
     y, classes = encode_labels(dataset.target, task)
     split = split_rows(
-        y, task, data["test_size"], data["validation_size"], data["seed"], data["stratify"], dataset.source
+        y,
+        task,
+        data["test_size"],
+        data["validation_size"],
+        data["seed"],
+        data["stratify"],
+        dataset.source,
+        column=None if data["dataset"] in BUNDLED else dataset.target_name,
+        class_names=classes if len(classes) else None,
     )
     features = dataset.features
     preprocessor = Preprocessor(data["impute"]).fit(features.iloc[split.train], dataset.source)
