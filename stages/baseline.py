@@ -18,16 +18,15 @@ from evomlp.params import load_params
 SKLEARN_ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
 
 
-def main() -> None:
+def fit_baseline(
+    model: dict, baseline: dict, task: str, classes: np.ndarray, train_part: tuple, X_test: np.ndarray
+) -> np.ndarray:
+    """Train scikit-learn's MLP on ``train_part`` and return its test scores (probabilities of the
+    positive class, class probabilities, or predicted values, as the evaluate stage has them)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier, MLPRegressor
 
-    params = load_params(PARAMS)
-    model, baseline = params["model"], params["baseline"]
-    preprocessing = load_preprocessing()
-    task, classes = str(preprocessing["task"]), preprocessing["classes"]
-    X_train, y_train = load_part("train")
-    X_test, y_test = load_part("test")
+    X_train, y_train = train_part
     # scikit-learn's MLP has one activation for all hidden layers.
     activation = model["activations"][0] if model["activations"] else "relu"
     if activation not in SKLEARN_ACTIVATIONS or len(set(model["activations"])) > 1:
@@ -48,11 +47,19 @@ def main() -> None:
         warnings.simplefilter("ignore", ConvergenceWarning)
         estimator.fit(X_train, y_train)
     if task == "regression":
-        scores = estimator.predict(X_test)
-    else:
-        probabilities = np.zeros((X_test.shape[0], len(classes)))
-        probabilities[:, estimator.classes_] = estimator.predict_proba(X_test)
-        scores = probabilities[:, 1] if task == "binary" else probabilities
+        return estimator.predict(X_test)
+    probabilities = np.zeros((X_test.shape[0], len(classes)))
+    probabilities[:, estimator.classes_] = estimator.predict_proba(X_test)
+    return probabilities[:, 1] if task == "binary" else probabilities
+
+
+def main() -> None:
+    params = load_params(PARAMS)
+    model, baseline = params["model"], params["baseline"]
+    preprocessing = load_preprocessing()
+    task, classes = str(preprocessing["task"]), preprocessing["classes"]
+    X_test, y_test = load_part("test")
+    scores = fit_baseline(model, baseline, task, classes, load_part("train"), X_test)
     metrics = write_test_outputs(METRICS / "baseline.json", task, y_test, scores, classes, plots=False)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
     print(f"baseline: scikit-learn MLP ({baseline['solver']}): {shown}")

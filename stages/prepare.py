@@ -7,6 +7,8 @@ Reads params ``data.*``. Writes ``data/prepared/{train,validation,test}.npz`` (`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from stages.common import PARAMS, PARTS, PREPARED, run_stage
 
@@ -15,8 +17,17 @@ from evomlp.data import BUNDLED, Preprocessor, encode_labels, infer_task, load_d
 from evomlp.params import load_params
 
 
-def main() -> None:
-    data = load_params(PARAMS)["data"]
+@dataclass
+class PreparedData:
+    parts: dict[str, dict[str, np.ndarray]]  # train / validation / test -> X, y, rows
+    task: str
+    classes: np.ndarray
+    preprocessor: Preprocessor
+    source: str
+
+
+def prepare_data(data: dict) -> PreparedData:
+    """Load, check, split and preprocess a dataset from the validated ``data`` params section."""
     dataset = load_dataset(data["dataset"], data["target"])
     task = infer_task(dataset.target, data["task"])
     y, classes = encode_labels(dataset.target, task)
@@ -41,6 +52,12 @@ def main() -> None:
             "y": y[rows],
             "rows": rows,
         }
+    return PreparedData(parts, task, classes, preprocessor, dataset.source)
+
+
+def main() -> None:
+    prepared = prepare_data(load_params(PARAMS)["data"])
+    parts, task, classes, preprocessor = prepared.parts, prepared.task, prepared.classes, prepared.preprocessor
     # Everything is computed before the first file is written.
     for name, arrays in parts.items():
         save_npz(PREPARED / f"{name}.npz", arrays)
@@ -53,9 +70,10 @@ def main() -> None:
             **preprocessor.to_arrays(),
         },
     )
-    sizes = ", ".join(f"{name} {len(getattr(split, name))}" for name in PARTS)
+    sizes = ", ".join(f"{name} {len(parts[name]['rows'])}" for name in PARTS)
+    n_rows = sum(len(part["rows"]) for part in parts.values())
     print(
-        f"prepare: {dataset.source}: {len(y)} rows, {len(preprocessor.feature_names)} features, "
+        f"prepare: {prepared.source}: {n_rows} rows, {len(preprocessor.feature_names)} features, "
         f"task {task}{f' ({len(classes)} classes)' if len(classes) else ''}; rows: {sizes}"
     )
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from stages.common import (
@@ -35,7 +37,7 @@ from evomlp.de import make_optimizer
 from evomlp.evaluation import FitnessProblem, PopulationEvaluator
 from evomlp.network import MLPSpec, initial_population, per_weight
 from evomlp.params import load_params
-from evomlp.trainer import HISTORY_COLUMNS, TrainConfig, Trainer
+from evomlp.trainer import HISTORY_COLUMNS, TrainConfig, Trainer, TrainResult
 
 
 def build_spec(model: dict, task: str, n_inputs: int, classes: np.ndarray, y: np.ndarray) -> MLPSpec:
@@ -48,15 +50,41 @@ def build_spec(model: dict, task: str, n_inputs: int, classes: np.ndarray, y: np
     return MLPSpec(n_inputs, tuple(model["hidden_layers"]), tuple(model["activations"]), n_outputs, task)
 
 
-def main() -> None:
-    params = load_params(PARAMS)
-    model, train, runtime = params["model"], params["train"], params["runtime"]
-    preprocessing = load_preprocessing()
-    task, classes = str(preprocessing["task"]), preprocessing["classes"]
-    X_train, y_train = load_part("train")
-    X_validation, y_validation = load_part("validation")
-    spec = build_spec(model, task, X_train.shape[1], classes, y_train)
+@dataclass
+class TrainedNetwork:
+    spec: MLPSpec
+    result: TrainResult
+    scoring: FitnessProblem
+    validation: FitnessProblem
+    timings: dict
 
+
+def train_network(
+    model: dict,
+    train: dict,
+    runtime: dict,
+    task: str,
+    classes: np.ndarray,
+    train_part: tuple[np.ndarray, np.ndarray],
+    validation_part: tuple[np.ndarray, np.ndarray],
+    checkpoint_path: Path | None = None,
+    key: str = "",
+) -> TrainedNetwork:
+    """Train one network from validated params sections (``model``, ``train``, ``runtime``).
+
+    With ``checkpoint_path``, the run resumes from that file if it exists and saves to it every
+    ``runtime.checkpoint_every`` generations and on Ctrl-C.
+    """
+    X_train, y_train = train_part
+    X_validation, y_validation = validation_part
+    spec = build_spec(model, task, X_train.shape[1], classes, y_train)
+    if runtime["progress"]:
+        print(
+            f"train: {train['strategy']} on a {'-'.join(map(str, spec.layer_sizes))} MLP "
+            f"({spec.n_weights} weights), population {train['population_size']}, "
+            f"{X_train.shape[0]} training rows, n_jobs {runtime['n_jobs']} ({runtime['backend']})",
+            file=sys.stderr,
+        )
     rng = np.random.default_rng(train["seed"])
     bound = per_weight(spec, train["bounds"])
     lower, upper = -bound, bound
@@ -70,9 +98,6 @@ def main() -> None:
         bounds_handling=train["bounds_handling"],
         max_evaluations=train["max_evaluations"] or train["population_size"] * (train["max_generations"] + 1),
     )
-    population = initial_population(
-        spec, rng, train["population_size"], train["init"], train["init_scale"], lower, upper
-    )
     problem = FitnessProblem(spec, X_train, y_train, l2=train["l2"], dtype=train["dtype"])
     scoring = FitnessProblem(spec, X_train, y_train, dtype=train["dtype"])
     validation = FitnessProblem(spec, X_validation, y_validation, dtype=train["dtype"])
@@ -81,41 +106,49 @@ def main() -> None:
         max_evaluations=train["max_evaluations"],
         patience=train["patience"],
         minibatch_size=train["minibatch_size"],
-        checkpoint_every=runtime["checkpoint_every"],
+        checkpoint_every=runtime["checkpoint_every"] if checkpoint_path else 0,
     )
-    print(
-        f"train: {train['strategy']} on a {'-'.join(map(str, spec.layer_sizes))} MLP "
-        f"({spec.n_weights} weights), population {train['population_size']}, "
-        f"{X_train.shape[0]} training rows, n_jobs {runtime['n_jobs']} ({runtime['backend']})",
-        file=sys.stderr,
-    )
-    key = checkpoint_key({"model": model, "train": train}, [PREPARED / f"{name}.npz" for name in PARTS])
-    checkpoint_path = CHECKPOINTS / f"train-{key}.npz"
-    started = time.perf_counter()
+    checkpoint = None
+    if checkpoint_path is not None:
+        checkpoint = lambda state: save_checkpoint(checkpoint_path, state, key)  # noqa: E731
     with PopulationEvaluator(problem, runtime["n_jobs"], runtime["backend"], runtime["scheduler_address"]) as evaluate:
         trainer = Trainer(
-            optimizer,
-            evaluate,
-            validation,
-            scoring,
-            config,
-            progress=runtime["progress"],
-            checkpoint=lambda state: save_checkpoint(checkpoint_path, state, key),
+            optimizer, evaluate, validation, scoring, config, progress=runtime["progress"], checkpoint=checkpoint
         )
-        if checkpoint_path.exists():
+        if checkpoint_path is not None and checkpoint_path.exists():
             state = load_checkpoint(checkpoint_path, key)
             print(f"train: resuming from generation {state.optimizer.generation} ({checkpoint_path})", file=sys.stderr)
         else:
+            population = initial_population(
+                spec, rng, train["population_size"], train["init"], train["init_scale"], lower, upper
+            )
             state = trainer.start(population, rng)
         try:
             result = trainer.run(state)
         except KeyboardInterrupt:
-            print(
-                f"train: interrupted at generation {state.optimizer.generation}; state saved to "
-                f"{checkpoint_path}; run dvc repro to resume",
-                file=sys.stderr,
-            )
+            if checkpoint_path is not None:
+                print(
+                    f"train: interrupted at generation {state.optimizer.generation}; state saved to "
+                    f"{checkpoint_path}; run dvc repro to resume",
+                    file=sys.stderr,
+                )
             raise
+    return TrainedNetwork(spec, result, scoring, validation, dict(trainer.timings))
+
+
+def main() -> None:
+    params = load_params(PARAMS)
+    model, train, runtime = params["model"], params["train"], params["runtime"]
+    preprocessing = load_preprocessing()
+    task, classes = str(preprocessing["task"]), preprocessing["classes"]
+    train_part, validation_part = load_part("train"), load_part("validation")
+    key = checkpoint_key({"model": model, "train": train}, [PREPARED / f"{name}.npz" for name in PARTS])
+    checkpoint_path = CHECKPOINTS / f"train-{key}.npz"
+    started = time.perf_counter()
+    trained = train_network(
+        model, train, runtime, task, classes, train_part, validation_part, checkpoint_path, key
+    )
+    spec, result, scoring, validation = trained.spec, trained.result, trained.scoring, trained.validation
     elapsed = time.perf_counter() - started
 
     weights = result.weights
@@ -140,7 +173,7 @@ def main() -> None:
     timing = {
         "seconds": elapsed,
         "evaluations_per_second": result.n_evaluations / max(elapsed, 1e-9),
-        **trainer.timings,
+        **trained.timings,
         "n_jobs": runtime["n_jobs"],
         "backend": runtime["backend"],
     }

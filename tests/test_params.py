@@ -38,11 +38,21 @@ def test_defaults_fill_every_key_of_the_schema():
     for section, fields in SCHEMA.items():
         assert set(params[section]) == set(fields)
     assert params["train"]["population_size"] == 50
-    assert params["train"]["strategy"] == "rand1bin"
     assert params["data"]["test_size"] == 0.3
     assert params["data"]["impute"] == "none"
     assert params["model"]["hidden_layers"] == [64, 32]
     assert params["runtime"]["n_jobs"] == 1
+
+
+def test_the_committed_params_file_spells_out_the_schema_defaults():
+    """A key left out of params.yaml must behave as the committed value does."""
+    import yaml
+    from pathlib import Path
+
+    committed = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    assert validate_params(committed) == validate_params({})
+    for section, fields in SCHEMA.items():
+        assert set(committed[section]) == set(fields), section
 
 
 def test_a_partial_section_keeps_the_given_value_and_defaults_the_rest():
