@@ -133,9 +133,10 @@ class Trainer:
             trial_fitness = both[size:]
         state.n_nonfinite += int(np.count_nonzero(~np.isfinite(trial_fitness)))
         started = time.perf_counter()
+        parents = optimizer_state.population_size  # before tell: L-SHADE and jSO shrink it
         state.optimizer = self.optimizer.tell(optimizer_state, trials, trial_fitness)
         if rows is not None:
-            state.optimizer.n_evaluations += optimizer_state.population_size
+            state.optimizer.n_evaluations += parents  # the parents were re-scored on the minibatch
         self.timings["optimizer_s"] += time.perf_counter() - started
         self._record(state)
 

@@ -9,10 +9,11 @@ from evomlp.network import initial_population, per_weight
 from evomlp.trainer import TrainConfig, Trainer
 
 
-def make_trainer(small_problem, checkpoint=None, strategy="rand1bin", **config):
+def make_trainer(small_problem, checkpoint=None, strategy="rand1bin", budget=0, **config):
     spec, (X, y), (X_val, y_val) = small_problem
     bound = per_weight(spec, 3.0)
-    optimizer = make_optimizer(strategy, -bound, bound, mutation=0.6, crossover_rate=0.5, max_evaluations=config.get("max_evaluations", 0))
+    optimizer = make_optimizer(strategy, -bound, bound, mutation=0.6, crossover_rate=0.5,
+                               max_evaluations=budget or config.get("max_evaluations", 0))
     problem = FitnessProblem(spec, X, y, l2=config.pop("l2", 0.0))
     scoring = FitnessProblem(spec, X, y)
     validation = FitnessProblem(spec, X_val, y_val)
@@ -64,19 +65,22 @@ def test_minibatch_compares_parents_and_trials_on_the_same_rows(small_problem):
     assert result.n_evaluations == 12 + 5 * 24
 
 
-def test_resume_from_a_checkpoint_gives_the_uninterrupted_result(small_problem, tmp_path):
-    reference_trainer, population, rng, _ = make_trainer(small_problem, max_generations=30, l2=1e-3)
+@pytest.mark.parametrize("strategy", ["rand1bin", "jade", "shade", "lshade", "jso"])
+def test_resume_from_a_checkpoint_gives_the_uninterrupted_result(small_problem, tmp_path, strategy):
+    # a budget makes L-SHADE and jSO shrink their population and move through their stages
+    settings = dict(strategy=strategy, budget=12 * 31, l2=1e-3)
+    reference_trainer, population, rng, _ = make_trainer(small_problem, max_generations=30, **settings)
     reference = reference_trainer.run(reference_trainer.start(population, rng))
 
     path = tmp_path / "run.npz"
     saved = []
     trainer, population, rng, _ = make_trainer(
         small_problem, checkpoint=lambda state: saved.append(save_checkpoint(path, state, "k")),
-        max_generations=13, checkpoint_every=13, l2=1e-3,
+        max_generations=13, checkpoint_every=13, **settings,
     )
     trainer.run(trainer.start(population, rng))
     assert len(saved) == 1
-    resumed_trainer, _, _, _ = make_trainer(small_problem, max_generations=30, l2=1e-3)
+    resumed_trainer, _, _, _ = make_trainer(small_problem, max_generations=30, **settings)
     state = load_checkpoint(path, "k")
     assert state.optimizer.generation == 13
     resumed = resumed_trainer.run(state)

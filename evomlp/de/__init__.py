@@ -1,6 +1,11 @@
 """Differential evolution as ask/tell optimizers (see :mod:`evomlp.de.base` for the protocol).
 
 - :mod:`evomlp.de.classic`: Storn & Price DE with scipy's strategy names (``rand1bin``, ...).
+- :mod:`evomlp.de.jade` (``jade``): JADE, Zhang & Sanderson 2009.
+- :mod:`evomlp.de.shade` (``shade``): SHADE, Tanabe & Fukunaga 2013.
+- :mod:`evomlp.de.lshade` (``lshade``): L-SHADE, Tanabe & Fukunaga 2014.
+- :mod:`evomlp.de.jso` (``jso``): jSO, Brest, Maucec & Boskovic 2017.
+  (The four share :mod:`evomlp.de.adaptive`.)
 
 :func:`make_optimizer` builds any of them from plain settings; :data:`ALGORITHMS` lists the names.
 """
@@ -12,9 +17,13 @@ import numpy as np
 from evomlp.de.base import DEState, state_from_arrays, state_to_arrays
 from evomlp.de.classic import STRATEGIES, DEParams, DifferentialEvolution
 from evomlp.de.classic import minimum_population as _classic_minimum
+from evomlp.de.jade import JADE
+from evomlp.de.jso import JSO
+from evomlp.de.lshade import LSHADE
+from evomlp.de.shade import SHADE
 from evomlp.errors import EvomlpError
 
-ADAPTIVE: dict[str, type] = {}
+ADAPTIVE: dict[str, type] = {"jade": JADE, "shade": SHADE, "lshade": LSHADE, "jso": JSO}
 ALGORITHMS: tuple[str, ...] = STRATEGIES + tuple(ADAPTIVE)
 
 

@@ -33,7 +33,8 @@ class DEState:
     Fields beyond the population are used by some variants only and stay empty otherwise:
     ``archive (A, D)`` holds replaced parents (JADE and successors), ``memory_f``/``memory_cr``
     the success-history memories (SHADE and successors), ``trial_f``/``trial_cr`` the parameters
-    ``ask`` drew for the trials awaiting ``tell``.
+    ``ask`` drew for the trials awaiting ``tell``, ``initial_population_size`` the size a
+    shrinking population (L-SHADE, jSO) started from.
     """
 
     population: np.ndarray
@@ -47,6 +48,7 @@ class DEState:
     memory_index: int = 0
     trial_f: np.ndarray = field(default_factory=lambda: np.empty(0))
     trial_cr: np.ndarray = field(default_factory=lambda: np.empty(0))
+    initial_population_size: int = 0
 
     @property
     def best_index(self) -> int:
@@ -90,7 +92,7 @@ def state_from_arrays(arrays: dict[str, np.ndarray]) -> DEState:
             bit_generator = getattr(np.random, bit_state["bit_generator"])()
             bit_generator.state = bit_state
             values["rng"] = np.random.Generator(bit_generator)
-        elif item.name in ("generation", "n_evaluations", "memory_index"):
+        elif item.name in ("generation", "n_evaluations", "memory_index", "initial_population_size"):
             values[item.name] = int(value)
         else:
             values[item.name] = np.array(value)
