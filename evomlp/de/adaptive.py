@@ -160,6 +160,14 @@ def archive_trim_random(rng: np.random.Generator, archive: np.ndarray, capacity:
     return np.delete(archive, rng.choice(archive.shape[0], size=excess, replace=False), axis=0)
 
 
+# -- settings -------------------------------------------------------------------------------------
+def check_fraction(name: str, value: float) -> float:
+    """``value`` as a float; an error unless it is in ``(0, 1]`` (the ``p`` settings)."""
+    if not 0 < value <= 1:
+        raise EvomlpError(f"{name}: expected a value in (0, 1], got {value}")
+    return float(value)
+
+
 # -- mutation -------------------------------------------------------------------------------------
 def p_best_count(fraction: float | np.ndarray, size: int) -> np.ndarray:
     """How many of the best ``pbest`` is drawn from: ``max(2, round(fraction * size))``."""
@@ -253,10 +261,13 @@ class AdaptiveDE:
     ``lower``/``upper``: the box; ``bounds_handling``: ``midpoint`` as in the papers;
     ``max_evaluations``: the budget the schedules run on (0 = unknown: schedules keep their start
     values); ``min_population``: the population is never reduced below this (e.g. the number of
-    parallel workers) nor below the variant's own ``N_min``.
+    parallel workers) nor below the variant's own ``N_min``; ``memory_size``: the slots ``H`` of
+    ``memory_f``/``memory_cr`` (JADE: 1), which start at ``initial_memory_f``/``initial_memory_cr``.
     """
 
     MINIMUM_POPULATION = 4  # pbest among >= 2, r1 != i, r2 not in {i, r1}
+    MINIMUM_MEMORY_SIZE = 1
+    MEMORY_SIZE_RULE = "expected >= 1"  # what the error for a smaller memory_size says
 
     def __init__(
         self,
@@ -266,6 +277,9 @@ class AdaptiveDE:
         bounds_handling: str = "midpoint",
         max_evaluations: int = 0,
         min_population: int = 4,
+        memory_size: int = 1,
+        initial_memory_f: float = 0.5,
+        initial_memory_cr: float = 0.5,
     ):
         self.lower = np.asarray(lower, dtype=float)
         self.upper = np.asarray(upper, dtype=float)
@@ -282,14 +296,19 @@ class AdaptiveDE:
         self.bounds_handling = bounds_handling
         self.max_evaluations = int(max_evaluations)
         self.min_population = int(min_population)
+        if int(memory_size) < self.MINIMUM_MEMORY_SIZE:
+            raise EvomlpError(f"memory_size: {self.MEMORY_SIZE_RULE}, got {memory_size}")
+        self.memory_size = int(memory_size)
+        self.initial_memory_f = float(initial_memory_f)
+        self.initial_memory_cr = float(initial_memory_cr)
 
     def minimum_population(self) -> int:
         return self.MINIMUM_POPULATION
 
     # -- hooks (overridden by the variants) --------------------------------------------------------
     def initial_memory(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(memory_f, memory_cr)`` at the start."""
-        raise NotImplementedError
+        """``(memory_f, memory_cr)`` at the start: ``memory_size`` slots of the initial values."""
+        return np.full(self.memory_size, self.initial_memory_f), np.full(self.memory_size, self.initial_memory_cr)
 
     def draw_parameters(self, state: DEState, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``(F, CR)`` per individual. Default: a uniform memory slot each, CR then F from it."""
@@ -314,8 +333,21 @@ class AdaptiveDE:
     def store_parents(self, state: DEState, parents: np.ndarray) -> None:
         state.archive = archive_insert(state.rng, state.archive, parents, self.archive_capacity(state))
 
-    def update_memory(self, state: DEState, s_f: np.ndarray, s_cr: np.ndarray, weights: np.ndarray) -> None:
+    def memory_values(
+        self, state: DEState, slot: int, s_f: np.ndarray, s_cr: np.ndarray, weights: np.ndarray
+    ) -> tuple[float, float] | None:
+        """The new ``(memory_f[slot], memory_cr[slot])`` from the successes, or None to leave the
+        slot as it is (the index still moves on)."""
         raise NotImplementedError
+
+    def update_memory(self, state: DEState, s_f: np.ndarray, s_cr: np.ndarray, weights: np.ndarray) -> None:
+        """Write :meth:`memory_values` at slot ``k = memory_index``, then advance the index
+        cyclically (with JADE's single slot it stays 0)."""
+        k = state.memory_index
+        values = self.memory_values(state, k, s_f, s_cr, weights)
+        if values is not None:
+            state.memory_f[k], state.memory_cr[k] = values
+        state.memory_index = (k + 1) % state.memory_f.shape[0]
 
     def end_generation(self, state: DEState) -> None:
         """After selection, archive and memory updates and the counters (population reduction)."""

@@ -32,6 +32,7 @@ import numpy as np
 from evomlp.de.adaptive import (
     AdaptiveDE,
     archive_trim_random,
+    check_fraction,
     p_best_count,
     round_half_up,
     sample_crossover_rates,
@@ -65,20 +66,15 @@ class JADE(AdaptiveDE):
             bounds_handling=bounds_handling,
             max_evaluations=max_evaluations,
             min_population=min_population,
+            initial_memory_f=initial_mu_f,
+            initial_memory_cr=initial_mu_cr,
         )
         if not 0 <= c <= 1:
             raise EvomlpError(f"c: expected a value in [0, 1], got {c}")
-        if not 0 < p_best <= 1:
-            raise EvomlpError(f"p_best: expected a value in (0, 1], got {p_best}")
         self.c = float(c)
-        self.p_best = float(p_best)
+        self.p_best = check_fraction("p_best", p_best)
         self.archive = bool(archive)
         self.archive_rate = float(archive_rate)
-        self.initial_mu_f = float(initial_mu_f)
-        self.initial_mu_cr = float(initial_mu_cr)
-
-    def initial_memory(self):
-        return np.array([self.initial_mu_f]), np.array([self.initial_mu_cr])
 
     def draw_parameters(self, state: DEState, rng: np.random.Generator):
         size = state.population_size
@@ -96,8 +92,9 @@ class JADE(AdaptiveDE):
         grown = np.concatenate([state.archive, parents])
         state.archive = archive_trim_random(state.rng, grown, self.archive_capacity(state))
 
-    def update_memory(self, state: DEState, s_f, s_cr, weights) -> None:
+    def memory_values(self, state: DEState, slot: int, s_f, s_cr, weights):
         # JADE's means are unweighted: the weights of the successors are not used.
         lehmer_f = float(np.sum(s_f**2) / np.sum(s_f))
-        state.memory_cr[0] = (1 - self.c) * state.memory_cr[0] + self.c * float(np.mean(s_cr))
-        state.memory_f[0] = (1 - self.c) * state.memory_f[0] + self.c * lehmer_f
+        mu_f = (1 - self.c) * state.memory_f[slot] + self.c * lehmer_f
+        mu_cr = (1 - self.c) * state.memory_cr[slot] + self.c * float(np.mean(s_cr))
+        return mu_f, mu_cr

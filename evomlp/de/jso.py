@@ -42,6 +42,9 @@ FIXED_SLOT_VALUE = 0.9
 class JSO(ReducingDE):
     """jSO (Brest, Maucec & Boskovic 2017); see the module docstring."""
 
+    MINIMUM_MEMORY_SIZE = 2
+    MEMORY_SIZE_RULE = "jSO needs >= 2 (one slot is fixed)"
+
     def __init__(
         self,
         lower,
@@ -66,21 +69,18 @@ class JSO(ReducingDE):
             bounds_handling=bounds_handling,
             max_evaluations=max_evaluations,
             min_population=min_population,
+            memory_size=memory_size,
+            initial_memory_f=initial_memory_f,
+            initial_memory_cr=initial_memory_cr,
         )
-        if int(memory_size) < 2:
-            raise EvomlpError(f"memory_size: jSO needs >= 2 (one slot is fixed), got {memory_size}")
         p_min = p_max / 2 if p_min is None else p_min
         if not 0 < p_min <= p_max <= 1:
             raise EvomlpError(f"p_min, p_max: expected 0 < p_min <= p_max <= 1, got {p_min}, {p_max}")
-        self.memory_size = int(memory_size)
         self.p_max = float(p_max)
         self.p_min = float(p_min)
-        self.initial_memory_f = float(initial_memory_f)
-        self.initial_memory_cr = float(initial_memory_cr)
 
     def initial_memory(self):
-        memory_f = np.full(self.memory_size, self.initial_memory_f)
-        memory_cr = np.full(self.memory_size, self.initial_memory_cr)
+        memory_f, memory_cr = super().initial_memory()
         memory_f[-1] = memory_cr[-1] = FIXED_SLOT_VALUE
         return memory_f, memory_cr
 
@@ -110,13 +110,10 @@ class JSO(ReducingDE):
             return 0.8 * f
         return 1.2 * f
 
-    def update_memory(self, state: DEState, s_f, s_cr, weights) -> None:
-        k = state.memory_index
-        size = state.memory_f.shape[0]
-        if k != size - 1:  # the last slot stays at 0.9
-            mean_f = weighted_lehmer_mean(s_f, weights)
-            mean_cr = weighted_lehmer_mean(s_cr, weights)  # NaN when max(S_CR) = 0
-            mean_cr = TERMINAL_CR if np.isnan(mean_cr) else mean_cr
-            state.memory_f[k] = (mean_f + state.memory_f[k]) / 2
-            state.memory_cr[k] = (mean_cr + state.memory_cr[k]) / 2
-        state.memory_index = (k + 1) % size
+    def memory_values(self, state: DEState, slot: int, s_f, s_cr, weights):
+        if slot == state.memory_f.shape[0] - 1:  # the last slot stays at 0.9
+            return None
+        mean_f = weighted_lehmer_mean(s_f, weights)
+        mean_cr = weighted_lehmer_mean(s_cr, weights)  # NaN when max(S_CR) = 0
+        mean_cr = TERMINAL_CR if np.isnan(mean_cr) else mean_cr
+        return (mean_f + state.memory_f[slot]) / 2, (mean_cr + state.memory_cr[slot]) / 2

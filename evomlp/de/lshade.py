@@ -41,11 +41,11 @@ import numpy as np
 from evomlp.de.adaptive import (
     TERMINAL_CR,
     ReducingDE,
+    check_fraction,
     p_best_count,
     weighted_lehmer_mean,
 )
 from evomlp.de.base import DEState
-from evomlp.errors import EvomlpError
 
 
 class LSHADE(ReducingDE):
@@ -74,30 +74,20 @@ class LSHADE(ReducingDE):
             bounds_handling=bounds_handling,
             max_evaluations=max_evaluations,
             min_population=min_population,
+            memory_size=memory_size,
+            initial_memory_f=initial_memory,
+            initial_memory_cr=initial_memory,
         )
-        if int(memory_size) < 1:
-            raise EvomlpError(f"memory_size: expected >= 1, got {memory_size}")
-        if not 0 < p_best <= 1:
-            raise EvomlpError(f"p_best: expected a value in (0, 1], got {p_best}")
-        self.memory_size = int(memory_size)
-        self.p_best = float(p_best)
-        self.initial_value = float(initial_memory)
+        self.p_best = check_fraction("p_best", p_best)
         self.sticky_terminal = bool(sticky_terminal)
-
-    def initial_memory(self):
-        return np.full(self.memory_size, self.initial_value), np.full(self.memory_size, self.initial_value)
 
     def p_best_counts(self, state: DEState, rng: np.random.Generator) -> np.ndarray:
         return p_best_count(self.p_best, state.population_size)
 
-    def update_memory(self, state: DEState, s_f, s_cr, weights) -> None:
-        k = state.memory_index
-        was_terminal = state.memory_cr[k] < 0
-        state.memory_f[k] = weighted_lehmer_mean(s_f, weights)
+    def memory_values(self, state: DEState, slot: int, s_f, s_cr, weights):
+        was_terminal = state.memory_cr[slot] < 0
         # The mean is NaN exactly when sum(w CR) = 0, i.e. max(S_CR) = 0 (the code's test).
         mean_cr = weighted_lehmer_mean(s_cr, weights)
         if np.isnan(mean_cr) or (self.sticky_terminal and was_terminal):
-            state.memory_cr[k] = TERMINAL_CR
-        else:
-            state.memory_cr[k] = mean_cr
-        state.memory_index = (k + 1) % state.memory_f.shape[0]
+            mean_cr = TERMINAL_CR
+        return weighted_lehmer_mean(s_f, weights), mean_cr

@@ -24,9 +24,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from evomlp.de.adaptive import AdaptiveDE, p_best_count, round_half_up, weighted_lehmer_mean, weighted_mean
+from evomlp.de.adaptive import (
+    AdaptiveDE,
+    check_fraction,
+    p_best_count,
+    round_half_up,
+    weighted_lehmer_mean,
+    weighted_mean,
+)
 from evomlp.de.base import DEState
-from evomlp.errors import EvomlpError
 
 
 class SHADE(AdaptiveDE):
@@ -51,18 +57,12 @@ class SHADE(AdaptiveDE):
             bounds_handling=bounds_handling,
             max_evaluations=max_evaluations,
             min_population=min_population,
+            memory_size=memory_size,
+            initial_memory_f=initial_memory,
+            initial_memory_cr=initial_memory,
         )
-        if int(memory_size) < 1:
-            raise EvomlpError(f"memory_size: expected >= 1, got {memory_size}")
-        if not 0 < p_max <= 1:
-            raise EvomlpError(f"p_max: expected a value in (0, 1], got {p_max}")
-        self.memory_size = int(memory_size)
-        self.p_max = float(p_max)
+        self.p_max = check_fraction("p_max", p_max)
         self.archive_rate = float(archive_rate)
-        self.initial_value = float(initial_memory)
-
-    def initial_memory(self):
-        return np.full(self.memory_size, self.initial_value), np.full(self.memory_size, self.initial_value)
 
     def p_best_counts(self, state: DEState, rng: np.random.Generator) -> np.ndarray:
         size = state.population_size
@@ -72,8 +72,5 @@ class SHADE(AdaptiveDE):
     def archive_capacity(self, state: DEState) -> int:
         return round_half_up(self.archive_rate * state.population_size)
 
-    def update_memory(self, state: DEState, s_f, s_cr, weights) -> None:
-        k = state.memory_index
-        state.memory_f[k] = weighted_lehmer_mean(s_f, weights)
-        state.memory_cr[k] = weighted_mean(s_cr, weights)
-        state.memory_index = (k + 1) % state.memory_f.shape[0]
+    def memory_values(self, state: DEState, slot: int, s_f, s_cr, weights):
+        return weighted_lehmer_mean(s_f, weights), weighted_mean(s_cr, weights)
