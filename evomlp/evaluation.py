@@ -1,35 +1,104 @@
-"""The population evaluator: fitness of a whole population, in-process or over joblib workers.
+"""The population evaluator: fitness of a whole population, in-process or over workers.
 
 :class:`FitnessProblem` is the pure function that is shipped to workers: fitness of each row of a
 population on the training data (optionally on a minibatch of row indices chosen by the main
-process). :class:`PopulationEvaluator` splits a population into one contiguous chunk per worker,
-runs the chunks with joblib (``loky`` processes, ``threading``, or ``dask`` for a
-``dask.distributed`` cluster) and puts the results back in order. Because an individual's fitness
-depends only on its own weights, the data and the rows (see
-:func:`evomlp.network.forward_population`), the results are the same for any ``n_jobs``, chunking
-or backend.
+process). :class:`PopulationEvaluator` splits a population into one contiguous chunk per worker:
+the calling process evaluates the first chunk itself while ``n_jobs - 1`` loky worker processes
+(``loky``) or threads (``threading``) evaluate the others; ``dask`` sends every chunk to a
+``dask.distributed`` cluster through joblib. The results are put back in order.
+
+Results are bit-identical for any ``n_jobs``, chunking or backend, because
+
+- an individual's outputs depend only on its own weights, the data and the rows, never on the
+  other individuals of its chunk (see :func:`evomlp.network.forward_population`);
+- every forward pass runs with **one** BLAS thread (:func:`single_threaded_blas`): OpenBLAS
+  computes a small matrix product with different kernels, hence different last bits, depending on
+  its thread count (measured: ``(318, 30) @ (30, 64)`` differs between 1 and 2 threads in float32
+  and float64), so "n_jobs 1 with 2 BLAS threads" could not match "2 workers x 1 thread".
+  Parallelism comes from workers (``n_jobs``), one BLAS thread each. (It is also much faster for
+  these small products: with OpenBLAS's 2 threads on a shared 2-core machine, a 300-generation
+  default run took 6 to 247 s instead of 1.4 s, the threads waiting for each other.)
+- the L2 penalty is added in the calling process, in float64, on the whole population, summed so
+  that an individual's penalty does not depend on the other rows (:func:`weight_square_sums`).
+
+Process workers receive the training data once per run, not once per generation: a task carries
+the problem's :attr:`FitnessProblem.token` and a chunk; a worker keeps the problems it has seen in
+a small per-process cache and answers "missing" when it does not know the token, and only then is
+the problem itself (its ``X`` and ``y``) sent, to that worker. :attr:`PopulationEvaluator.n_problem_sends`
+counts those sends (once per worker process per run, unless a worker is restarted). Chunks of
+1 MB or more go through a shared file (``/dev/shm``) instead of a pipe.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import uuid
+from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
+from evomlp.allocator import keep_freed_memory
 from evomlp.errors import EvomlpError
-from evomlp.losses import accuracy, l2_penalty, task_loss
+from evomlp.losses import accuracy, task_loss
 from evomlp.network import MLPSpec, forward_population
 
 BACKENDS = ("loky", "threading", "dask")
+DTYPES = ("float32", "float64")
 
 
-@dataclass
+# -- one BLAS thread per forward pass --------------------------------------------------------
+_CONTROLLER = None
+_CONTROLLER_LOCK = threading.Lock()
+
+
+def _blas_controller():
+    """A per-process :class:`threadpoolctl.ThreadpoolController` (building one takes ~0.4 ms;
+    limiting through it ~6 us)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        with _CONTROLLER_LOCK:
+            if _CONTROLLER is None:
+                from threadpoolctl import ThreadpoolController
+
+                _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run the body with one BLAS thread, then restore the previous setting."""
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+_PINNED_PID: int | None = None
+
+
+def _pin_process_blas() -> None:
+    """In a worker process: one BLAS thread for good (so workers x threads <= cores)."""
+    global _PINNED_PID
+    if _PINNED_PID != os.getpid():
+        _blas_controller().limit(limits=1, user_api="blas")
+        keep_freed_memory()
+        _PINNED_PID = os.getpid()
+
+
+# -- the problem ---------------------------------------------------------------------------
+@dataclass(eq=False)
 class FitnessProblem:
     """Fitness = task loss on the training rows + ``l2 * sum(W^2)`` over weight matrices (not biases).
 
     ``X: (N, F)``, ``y: (N,)`` (class indices) or ``(N, K)`` (regression targets). ``dtype`` is the
-    floating type of the forward pass; the population itself stays float64 in the optimizer.
+    floating type of the forward pass and of the task loss (``float32`` is about twice as fast as
+    ``float64``); the population itself stays float64 in the optimizer, fitness is returned as
+    float64 and the L2 penalty is always computed in float64.
+
+    A problem is treated as immutable once built: its :attr:`token` (random, made at construction
+    and kept through pickling) is how worker processes recognise data they already hold.
     """
 
     spec: MLPSpec
@@ -37,42 +106,132 @@ class FitnessProblem:
     y: np.ndarray
     l2: float = 0.0
     dtype: str = "float64"
-    _weight_mask: np.ndarray = field(init=False, repr=False)
+    token: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if str(self.dtype) not in DTYPES:
+            raise EvomlpError(f"train.dtype: expected one of {list(DTYPES)}, got {self.dtype!r}")
+        self.dtype = str(self.dtype)
         self.X = np.ascontiguousarray(self.X, dtype=self.dtype)
-        self._weight_mask = _weight_mask(self.spec)
+        self.y = np.ascontiguousarray(self.y)
+        self.token = uuid.uuid4().hex
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def flops_per_evaluation(self) -> int:
+        """Multiply-adds x 2 of one forward pass on all rows: ``2 N sum(fan_in fan_out)``."""
+        return 2 * self.n_rows * sum(fan_in * fan_out for fan_in, fan_out in self.spec.layer_shapes)
+
+    def loss(self, population: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Task loss ``(P,)`` (float64, no penalty) of ``population (P, D)``, any float dtype."""
+        X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
+        weights = np.asarray(population).astype(self.dtype, copy=False)
+        with single_threaded_blas():
+            outputs = forward_population(self.spec, weights, X)
+        return task_loss(self.spec.task, outputs, y).astype(np.float64)
+
+    def add_penalty(self, loss: np.ndarray, population: np.ndarray) -> np.ndarray:
+        """``loss + l2 * sum(W^2)`` in place (float64 ``population``); ``loss`` unchanged if ``l2 == 0``."""
+        if self.l2:
+            loss += self.l2 * weight_square_sums(self.spec, population)
+        return loss
 
     def __call__(self, population: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Fitness ``(P,)`` of ``population (P, D)``; ``rows`` selects a minibatch of training rows."""
-        X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
-        weights = population.astype(self.dtype, copy=False)
-        outputs = forward_population(self.spec, weights, X)
-        fitness = task_loss(self.spec.task, outputs, y).astype(np.float64)
-        if self.l2:
-            fitness += l2_penalty(population, self._weight_mask, self.l2)
-        return fitness
+        return self.add_penalty(self.loss(population, rows), population)
 
     def loss_and_accuracy(self, population: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Loss without penalty and accuracy (``None`` for regression) on all rows, ``(P,)`` each."""
-        outputs = forward_population(self.spec, population.astype(self.dtype, copy=False), self.X)
+        weights = np.asarray(population).astype(self.dtype, copy=False)
+        with single_threaded_blas():
+            outputs = forward_population(self.spec, weights, self.X)
         loss = task_loss(self.spec.task, outputs, self.y).astype(np.float64)
         if self.spec.task == "regression":
             return loss, None
         return loss, accuracy(outputs, self.y).astype(np.float64)
 
 
-def _weight_mask(spec: MLPSpec) -> np.ndarray:
-    mask = np.zeros(spec.n_weights, dtype=bool)
+def weight_square_sums(spec: MLPSpec, population: np.ndarray) -> np.ndarray:
+    """``sum(W^2)`` over the weight matrices (not biases) of each individual, ``(P,)`` float64.
+
+    Summed layer by layer over row views of ``population``, each a contiguous run of the row, so
+    an individual's sum does not depend on the other rows. (``l2_penalty(population[:, mask])``
+    does: boolean indexing returns a Fortran-ordered copy for ``P > 1`` but a contiguous one for
+    ``P == 1``, and einsum sums the two layouts in different orders.)
+    """
+    population = np.ascontiguousarray(population, dtype=np.float64)
+    total = np.zeros(population.shape[0])
     for w, _ in spec.layer_offsets():
-        mask[w] = True
-    return mask
+        block = population[:, w]
+        total += np.einsum("pd,pd->p", block, block)
+    return total
 
 
-def _evaluate_chunk(problem: FitnessProblem, chunk: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-    return problem(chunk, rows)
+# -- what runs in a worker -------------------------------------------------------------------
+WORKER_CACHE_SIZE = 4
+_WORKER_PROBLEMS: OrderedDict[str, FitnessProblem] = OrderedDict()
+_WORKER_BUFFERS: OrderedDict[str, np.ndarray] = OrderedDict()
+_WORKER_LOCK = threading.Lock()
 
 
+@dataclass(frozen=True)
+class _SharedChunk:
+    """Rows ``start:stop`` of a population written by the calling process into a shared file."""
+
+    path: str
+    dtype: str
+    shape: tuple[int, int]
+    start: int
+    stop: int
+
+
+def _chunk_array(chunk: np.ndarray | _SharedChunk) -> np.ndarray:
+    if isinstance(chunk, np.ndarray):
+        return chunk
+    with _WORKER_LOCK:
+        buffer = _WORKER_BUFFERS.get(chunk.path)
+        if buffer is None or buffer.shape != chunk.shape:
+            buffer = np.memmap(chunk.path, dtype=chunk.dtype, mode="r", shape=chunk.shape)
+            _WORKER_BUFFERS[chunk.path] = buffer
+            while len(_WORKER_BUFFERS) > 2:
+                _WORKER_BUFFERS.popitem(last=False)
+    return np.asarray(buffer[chunk.start : chunk.stop])
+
+
+def _cached_chunk_loss(
+    token: str, problem: FitnessProblem | None, chunk: np.ndarray | _SharedChunk, rows: np.ndarray | None
+) -> np.ndarray | None:
+    """Task loss of ``chunk`` in a worker process; ``None`` if ``problem`` was not sent and this
+    process has not seen ``token`` yet (the caller then sends it)."""
+    _pin_process_blas()
+    with _WORKER_LOCK:
+        if problem is None:
+            problem = _WORKER_PROBLEMS.get(token)
+            if problem is None:
+                return None
+            _WORKER_PROBLEMS.move_to_end(token)
+        else:
+            _WORKER_PROBLEMS[token] = problem
+            _WORKER_PROBLEMS.move_to_end(token)
+            while len(_WORKER_PROBLEMS) > WORKER_CACHE_SIZE:
+                _WORKER_PROBLEMS.popitem(last=False)
+    return problem.loss(_chunk_array(chunk), rows)
+
+
+def worker_cache_tokens() -> list[str]:
+    """Tokens of the problems this process holds (for tests and diagnostics)."""
+    with _WORKER_LOCK:
+        return list(_WORKER_PROBLEMS)
+
+
+def _worker_pid() -> int:
+    return os.getpid()
+
+
+# -- how many workers ------------------------------------------------------------------------
 def effective_n_jobs(n_jobs: int) -> int:
     """``-1`` means all cores (``-2`` all but one, as joblib); otherwise ``n_jobs`` itself."""
     if n_jobs < 0:
@@ -82,68 +241,339 @@ def effective_n_jobs(n_jobs: int) -> int:
     return n_jobs
 
 
+# n_jobs "auto": see choose_n_jobs for the measurements behind these.
+AUTO_MIN_FLOPS_PER_GENERATION = 1.0e9  # float64-equivalent FLOPs per generation to use workers
+AUTO_MIN_FLOPS_PER_WORKER = 0.5e9  # never less work than this per worker...
+AUTO_MIN_INDIVIDUALS_PER_WORKER = 8  # ...nor fewer individuals
+
+
+def choose_n_jobs(problem: FitnessProblem, population_size: int, cores: int | None = None) -> int:
+    """``runtime.n_jobs: auto``: 1 (in-process) or a number of workers, by the work per generation.
+
+    Rule, with ``work = population_size x problem.flops_per_evaluation`` (``2 N sum(fan_in
+    fan_out)`` per individual), halved for float32 (whose forward pass runs about twice as fast):
+
+    - ``work < 1 GFLOP`` (about 40 ms of in-process evaluation in float64, 20 ms in float32), or a
+      single core: 1, in-process;
+    - otherwise ``min(cores, work // 0.5 GFLOP, population_size // 8)`` (at least 1).
+
+    ``cores`` defaults to :func:`joblib.cpu_count` (CPU affinity and cgroup quotas). Figures behind
+    it (2-core AMD EPYC VM, numpy 2.4 / OpenBLAS 0.3.31, one BLAS thread per worker, the
+    ``benchmarks/throughput.py`` problems):
+
+    - in-process rates: 25 GFLOP/s float64, 45-55 GFLOP/s float32 on one core (30-64-32-1 net);
+    - the cost of going parallel, per generation: 0.45 ms for a loky round trip (0.2 ms with
+      threads), plus sending the chunks (P = 1,000 x 4,097 weights: +2 ms through the shared
+      file; through a pipe 8 MB cost 6.5 ms and 16 MB 27 ms);
+    - so above 1 GFLOP per generation that cost is at most ~5% of the evaluation: with a free
+      second core the evaluation runs up to ~1.9x faster; when the other core is busy (this VM
+      during the measurements: two processes got no more CPU than one) n_jobs 2 vs 1 measured
+      0.92-1.2x at 1.3-12.7 GFLOP per generation (breast cancer x1 rows P = 1,000, x10, x100;
+      digits P = 200, 1,000) but 0.74-0.94x below it (default problem P = 50: 0.13 GFLOP, 0.74x
+      float64, 0.81x float32; P = 200: 0.91-0.94x).
+    """
+    if population_size < 2:
+        return 1
+    if cores is None:
+        from joblib import cpu_count
+
+        cores = cpu_count()
+    cores = max(1, int(cores))
+    work = float(population_size) * problem.flops_per_evaluation
+    if problem.dtype == "float32":
+        work /= 2
+    if cores < 2 or work < AUTO_MIN_FLOPS_PER_GENERATION:
+        return 1
+    workers = min(cores, int(work // AUTO_MIN_FLOPS_PER_WORKER), population_size // AUTO_MIN_INDIVIDUALS_PER_WORKER)
+    return max(1, workers)
+
+
+def resolve_n_jobs(n_jobs: int | str, problem: FitnessProblem, population_size: int | None) -> int:
+    """An integer ``n_jobs`` from a setting that may be ``"auto"`` (needs ``population_size``)."""
+    if n_jobs == "auto":
+        if population_size is None:
+            raise EvomlpError("runtime.n_jobs: 'auto' needs the population size")
+        return choose_n_jobs(problem, population_size)
+    if isinstance(n_jobs, str) or isinstance(n_jobs, bool):
+        raise EvomlpError(f"runtime.n_jobs: expected a positive integer, -1 or 'auto', got {n_jobs!r}")
+    return effective_n_jobs(int(n_jobs))
+
+
+# -- the evaluator ---------------------------------------------------------------------------
+# Population chunks of at least this many bytes go to process workers through a shared file
+# (written once per generation, mapped by the workers) instead of being pickled through a pipe:
+# a loky round trip costs 0.2 ms empty, 0.5 ms with 1 MB, 6.5 ms with 8 MB, 27 ms with 16 MB.
+SHARED_CHUNK_BYTES = 1 << 20
+# Idle process workers exit after this many seconds (they are started again when needed).
+WORKER_IDLE_TIMEOUT = 300
+
+_PROCESS_POOL = None
+_PROCESS_POOL_KEY: tuple[int, int] | None = None
+_PROCESS_POOL_LOCK = threading.Lock()
+
+
+def _process_pool(n_workers: int):
+    """A loky process pool of ``n_workers`` (one BLAS thread each), kept for the next evaluator.
+
+    Not joblib's ``Parallel``: its result loop polls every 10 ms (``time.sleep(0.01)`` in
+    ``Parallel._retrieve``), which measured as a 10 ms floor per generation, longer than a whole
+    in-process generation of the default problem (1.6 ms in float32). Not loky's reusable
+    executor either: joblib owns that singleton and breaks when it is resized under it.
+    """
+    global _PROCESS_POOL, _PROCESS_POOL_KEY
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    key = (os.getpid(), n_workers)
+    with _PROCESS_POOL_LOCK:
+        pool = _PROCESS_POOL
+        broken = pool is not None and getattr(pool, "_flags", None) is not None and pool._flags.broken
+        if pool is None or _PROCESS_POOL_KEY != key or broken:
+            if pool is not None and _PROCESS_POOL_KEY is not None and _PROCESS_POOL_KEY[0] == os.getpid():
+                pool.shutdown(wait=False)
+            one_thread = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            pool = ProcessPoolExecutor(
+                max_workers=n_workers, timeout=WORKER_IDLE_TIMEOUT, initializer=_pin_process_blas, env=one_thread
+            )
+            _PROCESS_POOL, _PROCESS_POOL_KEY = pool, key
+        return pool
+
+
+def shutdown_workers() -> None:
+    """Stop the process workers kept for reuse (they also stop when idle or at exit)."""
+    global _PROCESS_POOL, _PROCESS_POOL_KEY
+    with _PROCESS_POOL_LOCK:
+        if _PROCESS_POOL is not None and _PROCESS_POOL_KEY is not None and _PROCESS_POOL_KEY[0] == os.getpid():
+            _PROCESS_POOL.shutdown(wait=True)
+        _PROCESS_POOL = _PROCESS_POOL_KEY = None
+
+
+class _SharedPopulation:
+    """A file in ``/dev/shm`` (or the temp dir) holding the population sent to process workers."""
+
+    def __init__(self, rows: int, dim: int, dtype: str):
+        import tempfile
+        import weakref
+
+        folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        handle, self.path = tempfile.mkstemp(prefix=f"evomlp-{os.getpid()}-", suffix=".population", dir=folder)
+        os.close(handle)
+        self.shape = (rows, dim)
+        self.dtype = dtype
+        self.array = np.memmap(self.path, dtype=dtype, mode="w+", shape=self.shape)
+        self._finalizer = weakref.finalize(self, _remove_file, self.path)
+
+    def fits(self, rows: int, dim: int, dtype: str) -> bool:
+        return rows <= self.shape[0] and dim == self.shape[1] and dtype == self.dtype
+
+    def close(self) -> None:
+        self.array = None
+        self._finalizer()
+
+
+def _remove_file(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
 class PopulationEvaluator:
     """Evaluates populations with a :class:`FitnessProblem`, one chunk per worker.
 
     Use as a context manager so that the workers are started once per run and reused by every
     generation: ``with PopulationEvaluator(problem, n_jobs=2) as evaluate: fitness = evaluate(pop)``.
-    ``n_jobs == 1`` runs in the calling process, with no joblib at all.
+    ``n_jobs == 1`` runs in the calling process, with no workers at all; ``n_jobs="auto"`` picks
+    with :func:`choose_n_jobs` (pass ``population_size``).
+
+    With ``loky`` and ``threading``, the calling process evaluates the first chunk itself while
+    ``n_jobs - 1`` workers (processes or threads) evaluate the others; with ``dask``, joblib's dask
+    backend runs all ``n_jobs`` chunks on the cluster.
     """
 
     def __init__(
         self,
         problem: FitnessProblem,
-        n_jobs: int = 1,
+        n_jobs: int | str = 1,
         backend: str = "loky",
         scheduler_address: str | None = None,
+        population_size: int | None = None,
     ):
         if backend not in BACKENDS:
             raise EvomlpError(f"runtime.backend: expected one of {list(BACKENDS)}, got {backend!r}")
         self.problem = problem
-        self.n_jobs = effective_n_jobs(n_jobs)
+        self.n_jobs = resolve_n_jobs(n_jobs, problem, population_size)
         self.backend = backend
         self.scheduler_address = scheduler_address
-        self._parallel = None
+        self.n_problem_sends = 0  # tasks that carried the problem (its X and y) to a worker process
+        self.n_calls = 0
         self._exit_stack = None
+        self._threads = None
+        self._processes = None
+        self._parallel = None  # dask
+        self._shared: _SharedPopulation | None = None
+        self._sent_once = False
+
+    @property
+    def parallel(self) -> bool:
+        return self._threads is not None or self._processes is not None or self._parallel is not None
 
     def __enter__(self) -> "PopulationEvaluator":
+        keep_freed_memory()  # a run allocates and frees MB-sized arrays every generation
         if self.n_jobs > 1:
             from contextlib import ExitStack
 
-            import joblib
-
             stack = ExitStack()
             if self.backend == "dask":
+                import joblib
+
                 stack.enter_context(_dask_backend(self.scheduler_address, self.n_jobs))
                 self._parallel = stack.enter_context(joblib.Parallel(n_jobs=self.n_jobs))
-            else:
-                if self.backend == "threading":
-                    from threadpoolctl import threadpool_limits
+            elif self.backend == "threading":
+                from concurrent.futures import ThreadPoolExecutor
 
-                    # numpy's BLAS threads x joblib threads <= cores
-                    per_thread = max(1, (os.cpu_count() or 1) // self.n_jobs)
-                    stack.enter_context(threadpool_limits(limits=per_thread, user_api="blas"))
-                self._parallel = stack.enter_context(
-                    joblib.Parallel(n_jobs=self.n_jobs, backend=self.backend)
+                # One BLAS thread for the whole run, set before the threads start: the threads'
+                # own single-thread limits then restore 1, never a higher count under another thread.
+                stack.enter_context(_blas_controller().limit(limits=1, user_api="blas"))
+                self._threads = stack.enter_context(
+                    ThreadPoolExecutor(self.n_jobs - 1, thread_name_prefix="evomlp-evaluate")
                 )
+            else:
+                self._processes = _process_pool(self.n_jobs - 1)
             self._exit_stack = stack
+            self._sent_once = False
         return self
 
     def __exit__(self, *exc_info) -> None:
         if self._exit_stack is not None:
             self._exit_stack.close()
-        self._exit_stack = None
-        self._parallel = None
+        if self._shared is not None:
+            self._shared.close()
+        self._exit_stack = self._threads = self._processes = self._parallel = self._shared = None
 
     def __call__(self, population: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Fitness ``(P,)`` of ``population (P, D)``, in the order of its rows."""
-        if self._parallel is None or population.shape[0] < 2:
-            return self.problem(population, rows)
+        self.n_calls += 1
+        problem = self.problem
+        population = np.asarray(population)
+        size = population.shape[0]
+        if not self.parallel or size < 2:
+            return problem(population, rows)
+        n_chunks = min(self.n_jobs, size)
+        bounds = np.linspace(0, size, n_chunks + 1).round().astype(int)
+        bounds = [(int(bounds[i]), int(bounds[i + 1])) for i in range(n_chunks)]
+        if self._threads is not None:
+            losses = self._run_in_threads(population, bounds, rows)
+        else:
+            try:
+                if self._processes is not None:
+                    losses = self._run_in_processes(population, bounds, rows)
+                else:
+                    losses = self._run_with_joblib(population, bounds, rows)
+            except _worker_failures() as error:
+                if self._processes is not None:
+                    shutdown_workers()  # a broken pool cannot be reused; the next run starts afresh
+                reason = " ".join(str(error).split())[:200] or type(error).__name__
+                raise EvomlpError(
+                    f"runtime: a worker process died while evaluating the population "
+                    f"({type(error).__name__}: {reason}); nothing was written: run again to resume "
+                    "from the last checkpoint"
+                ) from None
+        return problem.add_penalty(np.concatenate(losses), population)
+
+    def _run_in_threads(self, population, bounds, rows) -> list[np.ndarray]:
+        loss = self.problem.loss
+        futures = [self._threads.submit(loss, population[start:stop], rows) for start, stop in bounds[1:]]
+        start, stop = bounds[0]
+        first = loss(population[start:stop], rows)
+        return [first] + [future.result() for future in futures]
+
+    def _chunks_for_workers(self, population: np.ndarray, bounds) -> list[np.ndarray | _SharedChunk]:
+        """The worker chunks: arrays, or slices of the shared file when they are big."""
+        dtype = self.problem.dtype
+        size, dim = population.shape
+        itemsize = np.dtype(dtype).itemsize
+        largest = max(stop - start for start, stop in bounds)
+        if largest * dim * itemsize < SHARED_CHUNK_BYTES:
+            weights = population.astype(dtype, copy=False)  # half the bytes to send in float32
+            return [weights[start:stop] for start, stop in bounds]
+        shared = self._shared
+        if shared is None or not shared.fits(size, dim, dtype):
+            if shared is not None:
+                shared.close()
+            shared = self._shared = _SharedPopulation(size, dim, dtype)
+        # One pass: cast (float32) and write; the same values as astype in the calling process.
+        np.copyto(shared.array[:size], population, casting="same_kind")
+        return [_SharedChunk(shared.path, dtype, shared.shape, start, stop) for start, stop in bounds]
+
+    def _run_in_processes(self, population, bounds, rows) -> list[np.ndarray]:
+        problem = self.problem
+        token = problem.token
+        chunks = self._chunks_for_workers(population, bounds[1:])
+        # The first call of a run sends the problem with every chunk; later calls send only the
+        # token, and a worker that does not know it (one that got no chunk yet, or one started
+        # again after an idle timeout) answers None and then gets the problem, once.
+        send = not self._sent_once
+        futures = [
+            self._processes.submit(_cached_chunk_loss, token, problem if send else None, chunk, rows)
+            for chunk in chunks
+        ]
+        if send:
+            self.n_problem_sends += len(chunks)
+            self._sent_once = True
+        start, stop = bounds[0]
+        first = problem.loss(population[start:stop], rows)
+        results = [future.result() for future in futures]
+        missing = [index for index, result in enumerate(results) if result is None]
+        if missing:
+            resent = [
+                self._processes.submit(_cached_chunk_loss, token, problem, chunks[index], rows)
+                for index in missing
+            ]
+            self.n_problem_sends += len(missing)
+            for index, future in zip(missing, resent):
+                results[index] = future.result()
+        return [first] + results
+
+    def _run_with_joblib(self, population, bounds, rows) -> list[np.ndarray]:
         from joblib import delayed
 
-        chunks = np.array_split(population, min(self.n_jobs, population.shape[0]))
-        results = self._parallel(delayed(_evaluate_chunk)(self.problem, chunk, rows) for chunk in chunks)
-        return np.concatenate(results)
+        problem = self.problem
+        weights = population.astype(problem.dtype, copy=False)
+        chunks = [weights[start:stop] for start, stop in bounds]
+        send = not self._sent_once
+        results = list(
+            self._parallel(
+                delayed(_cached_chunk_loss)(problem.token, problem if send else None, chunk, rows) for chunk in chunks
+            )
+        )
+        if send:
+            self.n_problem_sends += len(chunks)
+            self._sent_once = True
+        missing = [index for index, result in enumerate(results) if result is None]
+        if missing:
+            resent = self._parallel(
+                delayed(_cached_chunk_loss)(problem.token, problem, chunks[index], rows) for index in missing
+            )
+            self.n_problem_sends += len(missing)
+            for index, result in zip(missing, resent):
+                results[index] = result
+        return results
+
+
+def _worker_failures() -> tuple[type[BaseException], ...]:
+    """The exceptions by which loky (and joblib over it) reports a worker process that died."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    failures: list[type[BaseException]] = [BrokenProcessPool, TerminatedWorkerError]
+    try:
+        from distributed.scheduler import KilledWorker
+
+        failures.append(KilledWorker)
+    except ImportError:
+        pass
+    return tuple(failures)
 
 
 def _dask_backend(scheduler_address: str | None, n_workers: int):

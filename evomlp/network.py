@@ -142,30 +142,98 @@ def apply_activation(name: str, z: np.ndarray) -> np.ndarray:
     return z
 
 
+# The forward pass runs on blocks of individuals (and, for very many rows, of rows) whose widest
+# hidden activations take about this many bytes, so that a block's activations stay in a core's
+# L2 cache from one layer's product to the next instead of streaming through memory. Measured
+# (one core, float32 / float64 GFLOP/s, unblocked -> blocked): 318 rows x 1,000 individuals
+# 30 -> 44 / 20 -> 35; 3,180 rows x 200: 24 -> 33 / 5 -> 17; 31,800 rows x 50: 6 -> 34 / 2.5 -> 17.
+# 256 KiB to 2 MiB blocks perform alike; reusing preallocated work buffers between blocks instead
+# of fresh arrays measured no difference (1.00x), so there are none.
+FORWARD_BLOCK_BYTES = 1 << 19
+
+
 def forward_population(spec: MLPSpec, population: np.ndarray, X: np.ndarray) -> np.ndarray:
     """Raw outputs (logits for classification) of every individual.
 
-    ``population: (P, D)``, ``X: (N, F)`` -> ``(P, N, K)`` with ``K = spec.n_outputs``.
+    ``population: (P, D)``, ``X: (N, F)`` -> ``(P, N, K)`` with ``K = spec.n_outputs``, computed in
+    ``population.dtype``.
 
-    Each layer is one stacked matrix product ``(P, N, fan_in) @ (P, fan_in, fan_out)``. Every
-    individual's product has the same shapes whatever ``P`` is, so an individual's outputs do not
-    depend on which other individuals share its batch: that is what makes fitness independent of
-    how a population is split into chunks for parallel workers.
+    Each layer is a stacked matrix product ``(B, R, fan_in) @ (B, fan_in, fan_out)`` over a block
+    of ``B`` individuals and ``R`` rows (numpy calls BLAS once per individual). ``R`` depends only
+    on ``N``, the architecture and the dtype, and every individual's products have the same shapes
+    whatever ``P`` and ``B`` are, so an individual's outputs do not depend on which other
+    individuals share its batch: that is what makes fitness independent of how a population is
+    split into chunks for parallel workers. (One product for a whole block's first layer,
+    ``X @ [W_1 ... W_B]``, would change an individual's shapes with ``B``; it measured only 5%
+    faster on that layer, so it is not used.) The last bits also depend on the number of BLAS
+    threads: :class:`evomlp.evaluation.FitnessProblem` always runs this with one.
     """
+    population = np.asarray(population)
     layers = spec.unpack_population(population)
     if X.ndim != 2 or X.shape[1] != spec.n_inputs:
         raise EvomlpError(f"expected X of shape (N, {spec.n_inputs}), got {X.shape}")
-    X = X.astype(population.dtype, copy=False)
+    dtype = population.dtype
+    X = np.ascontiguousarray(X, dtype=dtype)
+    n_individuals, n_rows = population.shape[0], X.shape[0]
+    out = np.empty((n_individuals, n_rows, spec.n_outputs), dtype=dtype)
+    if n_individuals == 0 or n_rows == 0:
+        return out
+    block_individuals, block_rows = _forward_blocks(spec, n_rows, dtype.itemsize)
+    widest = max(spec.hidden_layers, default=1)
+    zeros = _zeros(dtype, max(FORWARD_BLOCK_BYTES // dtype.itemsize, widest)) if "relu" in spec.activations else None
     activations = spec.activations
-    first_W, first_b = layers[0]
-    # X is shared by all individuals: matmul broadcasts it without copying.
-    hidden = np.matmul(X, first_W)
-    hidden += first_b
-    for index, (W, b) in enumerate(layers[1:]):
-        apply_activation(activations[index], hidden)
-        hidden = np.matmul(hidden, W)
-        hidden += b
-    return hidden
+    last = len(layers) - 1
+    for row_start in range(0, n_rows, block_rows):
+        rows = slice(row_start, min(row_start + block_rows, n_rows))
+        # X is shared by all individuals: matmul broadcasts it without copying.
+        X_block = X[rows]
+        for start in range(0, n_individuals, block_individuals):
+            individuals = slice(start, min(start + block_individuals, n_individuals))
+            hidden = X_block
+            for index, (W, b) in enumerate(layers):
+                if index == last:
+                    target = out[individuals, rows]
+                    np.matmul(hidden, W[individuals], out=target)
+                else:
+                    target = np.matmul(hidden, W[individuals])
+                target += b[individuals]
+                if index != last:
+                    _activate(activations[index], target, zeros)
+                hidden = target
+    return out
+
+
+def _activate(name: str, z: np.ndarray, zeros: np.ndarray) -> np.ndarray:
+    """:func:`apply_activation`, with ReLU as ``maximum(z, zeros)`` against a zero *array*: the same
+    values, but numpy's vectorised loop for two arrays runs 3-8x faster than the one for an array
+    and the scalar 0 (numpy 2.4: 6 us instead of 48 us for 6 x 318 x 64 float32)."""
+    if name == "relu":
+        return np.maximum(z, zeros[: z.size].reshape(z.shape), out=z)
+    return apply_activation(name, z)
+
+
+_ZEROS: dict[tuple[str, int], np.ndarray] = {}
+
+
+def _zeros(dtype: np.dtype, size: int) -> np.ndarray:
+    """A read-only zero vector of at least ``size`` elements, shared by all calls and threads."""
+    key = (dtype.str, size)
+    zeros = _ZEROS.get(key)
+    if zeros is None:
+        zeros = np.zeros(size, dtype=dtype)
+        zeros.flags.writeable = False
+        if len(_ZEROS) > 16:
+            _ZEROS.clear()
+        _ZEROS[key] = zeros
+    return zeros
+
+
+def _forward_blocks(spec: MLPSpec, n_rows: int, itemsize: int) -> tuple[int, int]:
+    """``(individuals, rows)`` per block of :func:`forward_population`; rows depend on ``n_rows`` only."""
+    per_row = max(spec.hidden_layers, default=1) * itemsize
+    block_rows = n_rows if n_rows * per_row <= FORWARD_BLOCK_BYTES else max(1, FORWARD_BLOCK_BYTES // per_row)
+    block_individuals = max(1, FORWARD_BLOCK_BYTES // (block_rows * per_row))
+    return block_individuals, block_rows
 
 
 def forward(spec: MLPSpec, vector: np.ndarray, X: np.ndarray) -> np.ndarray:

@@ -243,7 +243,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "patience": Field(0, integer(0, INT64_MAX)),
         "l2": Field(0.03, number(0)),
         "minibatch_size": Field(0, integer(0, INT64_MAX)),
-        "dtype": Field("float64", choice("float32", "float64")),
+        "dtype": Field("float32", choice("float32", "float64")),
         "seed": Field(0, integer(0, 2**32 - 1)),
     },
     "baseline": {

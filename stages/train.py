@@ -82,7 +82,7 @@ def train_network(
         print(
             f"train: {train['strategy']} on a {'-'.join(map(str, spec.layer_sizes))} MLP "
             f"({spec.n_weights} weights), population {train['population_size']}, "
-            f"{X_train.shape[0]} training rows, n_jobs {runtime['n_jobs']} ({runtime['backend']})",
+            f"{X_train.shape[0]} training rows, {train['dtype']}",
             file=sys.stderr,
         )
     rng = np.random.default_rng(train["seed"])
@@ -111,10 +111,15 @@ def train_network(
     checkpoint = None
     if checkpoint_path is not None:
         checkpoint = lambda state: save_checkpoint(checkpoint_path, state, key)  # noqa: E731
-    with PopulationEvaluator(problem, runtime["n_jobs"], runtime["backend"], runtime["scheduler_address"]) as evaluate:
+    with PopulationEvaluator(
+        problem, runtime["n_jobs"], runtime["backend"], runtime["scheduler_address"], population_size=train["population_size"]
+    ) as evaluate:
         trainer = Trainer(
             optimizer, evaluate, validation, scoring, config, progress=runtime["progress"], checkpoint=checkpoint
         )
+        if runtime["progress"]:
+            workers = "in-process" if evaluate.n_jobs == 1 else f"{evaluate.n_jobs} workers ({runtime['backend']})"
+            print(f"train: evaluating {workers} (runtime.n_jobs {runtime['n_jobs']})", file=sys.stderr)
         if checkpoint_path is not None and checkpoint_path.exists():
             state = load_checkpoint(checkpoint_path, key)
             print(f"train: resuming from generation {state.optimizer.generation} ({checkpoint_path})", file=sys.stderr)
@@ -133,7 +138,7 @@ def train_network(
                     file=sys.stderr,
                 )
             raise
-    return TrainedNetwork(spec, result, scoring, validation, dict(trainer.timings))
+    return TrainedNetwork(spec, result, scoring, validation, dict(trainer.timings, n_workers=evaluate.n_jobs))
 
 
 def main() -> None:

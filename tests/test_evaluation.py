@@ -1,0 +1,365 @@
+"""The population evaluator: bit-identical fitness whatever runs it, data sent once, ``n_jobs: auto``."""
+
+import os
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import evomlp.evaluation as evaluation
+from evomlp.errors import EvomlpError
+from evomlp.evaluation import (
+    AUTO_MIN_FLOPS_PER_GENERATION,
+    FitnessProblem,
+    PopulationEvaluator,
+    choose_n_jobs,
+    weight_square_sums,
+    worker_cache_tokens,
+)
+from evomlp.network import FORWARD_BLOCK_BYTES, MLPSpec, _forward_blocks, apply_activation, forward_population
+
+SPECS = {
+    "binary": MLPSpec(6, (16, 8), ("relu", "tanh"), 1, "binary"),
+    "multiclass": MLPSpec(6, (12,), ("elu",), 4, "multiclass"),
+    "regression": MLPSpec(6, (10, 5), ("logistic", "relu"), 2, "regression"),
+}
+
+
+def make_problem(task="binary", n_rows=120, dtype="float64", l2=1e-3, seed=0):
+    rng = np.random.default_rng(seed)
+    spec = SPECS[task]
+    X = rng.normal(size=(n_rows, spec.n_inputs))
+    if task == "regression":
+        y = rng.normal(size=(n_rows, spec.n_outputs))
+    else:
+        y = rng.integers(0, max(2, spec.n_outputs), size=n_rows)
+    return FitnessProblem(spec, X, y, l2=l2, dtype=dtype)
+
+
+def population(spec, size, seed=1, scale=0.7):
+    return np.random.default_rng(seed).normal(scale=scale, size=(size, spec.n_weights))
+
+
+def naive_forward(spec, pop, X):
+    """The textbook forward pass, one individual at a time."""
+    out = []
+    for vector in pop:
+        hidden = X.astype(pop.dtype)
+        layers = spec.unpack(vector)
+        for index, (W, b) in enumerate(layers):
+            hidden = hidden @ W + b
+            if index < len(layers) - 1:
+                hidden = apply_activation(spec.activations[index], hidden)
+        out.append(hidden)
+    return np.stack(out)
+
+
+# -- the forward pass ------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n_rows", [37, 3000])  # 3000 rows: blocks of rows as well as of individuals
+def test_forward_pass_is_independent_of_the_batch(dtype, n_rows):
+    spec = MLPSpec(5, (64, 32), ("relu", "relu"), 3, "multiclass")
+    X = np.random.default_rng(0).normal(size=(n_rows, 5))
+    pop = population(spec, 23).astype(dtype)
+    whole = forward_population(spec, pop, X)
+    assert whole.dtype == dtype and whole.shape == (23, n_rows, 3)
+    for split in ([1] * 23, [7, 9, 7], [22, 1]):
+        parts = np.split(pop, np.cumsum(split)[:-1])
+        assert np.array_equal(np.concatenate([forward_population(spec, part, X) for part in parts]), whole)
+    tolerance = 1e-10 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(whole, naive_forward(spec, pop, X), rtol=tolerance, atol=tolerance)
+
+
+def test_forward_pass_blocks_rows_when_one_individual_is_bigger_than_a_block():
+    spec = MLPSpec(5, (64,), ("relu",), 1, "binary")
+    individuals, rows = _forward_blocks(spec, 100_000, 8)
+    assert rows * 64 * 8 <= FORWARD_BLOCK_BYTES and individuals == 1
+
+
+def test_relu_of_the_forward_pass_matches_apply_activation_on_special_values():
+    spec = MLPSpec(1, (4,), ("relu",), 1, "regression")
+    # W_1 = 1, b_1 chosen to make hidden values -inf, -0.0, 0, nan; W_2 = 1, b_2 = 0
+    vector = np.array([1.0, 1.0, 1.0, 1.0, -np.inf, -0.0, 0.0, 2.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+    X = np.array([[0.0], [np.nan]])
+    hidden = X @ vector[:4].reshape(1, 4) + vector[4:8]
+    expected = apply_activation("relu", hidden.copy()) @ vector[8:12].reshape(4, 1) + vector[12:]
+    np.testing.assert_array_equal(forward_population(spec, vector[None], X)[0], expected)
+
+
+# -- bit-identical fitness -------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_fitness_is_bitwise_identical_across_n_jobs_backends_and_chunkings(task, dtype):
+    problem = make_problem(task, dtype=dtype)
+    pop = population(problem.spec, 11)
+    reference = problem(pop)
+    assert reference.dtype == np.float64 and np.all(np.isfinite(reference))
+    one_by_one = np.concatenate([problem(pop[i : i + 1]) for i in range(len(pop))])
+    assert np.array_equal(one_by_one, reference)
+    uneven = np.concatenate([problem(pop[:2]), problem(pop[2:10]), problem(pop[10:])])
+    assert np.array_equal(uneven, reference)
+    for n_jobs, backend in [(1, "loky"), (2, "loky"), (3, "loky"), (2, "threading"), (4, "threading")]:
+        with PopulationEvaluator(problem, n_jobs, backend) as evaluate:
+            for _ in range(2):
+                assert np.array_equal(evaluate(pop), reference), (n_jobs, backend)
+
+
+def test_fitness_does_not_depend_on_the_blas_threads_of_the_caller():
+    problem = make_problem("binary", n_rows=400, dtype="float32")
+    pop = population(problem.spec, 9)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = problem(pop)
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = problem(pop)
+    assert np.array_equal(one, two)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_minibatch_rows_give_the_same_fitness_in_workers(dtype):
+    problem = make_problem("multiclass", dtype=dtype)
+    pop = population(problem.spec, 8)
+    rows = np.sort(np.random.default_rng(5).choice(problem.n_rows, size=40, replace=False))
+    reference = problem(pop, rows)
+    assert not np.array_equal(reference, problem(pop))
+    for n_jobs, backend in [(2, "loky"), (2, "threading")]:
+        with PopulationEvaluator(problem, n_jobs, backend) as evaluate:
+            assert np.array_equal(evaluate(pop, rows), reference)
+
+
+def test_big_chunks_go_through_the_shared_file_with_the_same_results(monkeypatch):
+    monkeypatch.setattr(evaluation, "SHARED_CHUNK_BYTES", 0)
+    for dtype in ("float64", "float32"):
+        problem = make_problem("binary", dtype=dtype)
+        pop = population(problem.spec, 10)
+        reference = problem(pop)
+        with PopulationEvaluator(problem, 2) as evaluate:
+            first = evaluate(pop)
+            shared = evaluate._shared
+            assert shared is not None and shared.dtype == dtype
+            path = shared.path
+            second = evaluate(pop[:7])  # a smaller population reuses the file
+            assert evaluate._shared is shared
+            bigger = population(problem.spec, 13, seed=4)
+            third = evaluate(bigger)  # a bigger one gets a new file
+            assert evaluate._shared.path != path
+        assert evaluate._shared is None
+        assert np.array_equal(first, reference)
+        assert np.array_equal(second, reference[:7])
+        assert np.array_equal(third, problem(bigger))
+        assert not os.path.exists(path)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_nonfinite_fitness_is_reported_the_same_way_everywhere():
+    problem = make_problem("regression", l2=0.0)
+    pop = population(problem.spec, 6)
+    pop[1] *= 1e200  # overflows to inf / nan
+    pop[4, 0] = np.nan
+    reference = problem(pop)
+    assert not np.isfinite(reference[1]) and np.isnan(reference[4])
+    assert np.all(np.isfinite(np.delete(reference, [1, 4])))
+    for n_jobs, backend in [(2, "loky"), (3, "threading")]:
+        with PopulationEvaluator(problem, n_jobs, backend) as evaluate:
+            assert np.array_equal(evaluate(pop), reference, equal_nan=True)
+
+
+def test_l2_penalty_is_added_in_float64_after_the_loss_and_ignores_other_rows():
+    problem = make_problem("binary", dtype="float32", l2=0.5)
+    pop = population(problem.spec, 7)
+    mask = np.zeros(problem.spec.n_weights, dtype=bool)
+    for w, _ in problem.spec.layer_offsets():
+        mask[w] = True
+    fitness = problem(pop)
+    np.testing.assert_allclose(fitness, problem.loss(pop) + 0.5 * (pop[:, mask] ** 2).sum(axis=1), rtol=1e-14)
+    assert np.array_equal(fitness - problem.loss(pop), 0.5 * weight_square_sums(problem.spec, pop))
+    # the same bits for a row alone, at another offset, or in another population
+    sums = weight_square_sums(problem.spec, pop)
+    for index in range(len(pop)):
+        assert weight_square_sums(problem.spec, pop[index : index + 1])[0] == sums[index]
+        assert weight_square_sums(problem.spec, np.ascontiguousarray(pop[index:]))[0] == sums[index]
+    shifted = np.empty(pop.size + 1)[1:].reshape(pop.shape)  # misaligned by one element
+    shifted[...] = pop
+    assert np.array_equal(weight_square_sums(problem.spec, shifted), sums)
+
+
+@pytest.mark.parametrize("minibatch_size", [0, 30])
+def test_a_training_run_is_identical_whatever_evaluates_it(small_problem, minibatch_size):
+    from evomlp.de import make_optimizer
+    from evomlp.trainer import TrainConfig, Trainer
+
+    spec, (X, y), (X_val, y_val) = small_problem
+    results = []
+    for n_jobs, backend in [(1, "loky"), (2, "loky"), (3, "threading")]:
+        bound = np.full(spec.n_weights, 3.0)
+        optimizer = make_optimizer("rand1bin", -bound, bound, mutation=0.6, crossover_rate=0.7)
+        problem = FitnessProblem(spec, X, y, l2=1e-3, dtype="float32")
+        scoring = FitnessProblem(spec, X, y, dtype="float32")
+        validation = FitnessProblem(spec, X_val, y_val, dtype="float32")
+        rng = np.random.default_rng(7)
+        start = rng.uniform(-1, 1, size=(12, spec.n_weights))
+        config = TrainConfig(max_generations=8, minibatch_size=minibatch_size)
+        with PopulationEvaluator(problem, n_jobs, backend) as evaluate:
+            trainer = Trainer(optimizer, evaluate, validation, scoring, config)
+            results.append(trainer.run(trainer.start(start, rng)))
+    for other in results[1:]:
+        assert np.array_equal(other.weights, results[0].weights)
+        assert other.history == results[0].history
+
+
+# -- the data goes to each worker once -------------------------------------------------------
+def test_training_data_is_sent_to_a_worker_once_per_run(monkeypatch):
+    pickled = []
+
+    def counting_getstate(self):
+        pickled.append(self.token)
+        return self.__dict__.copy()
+
+    monkeypatch.setattr(FitnessProblem, "__getstate__", counting_getstate, raising=False)
+    problem = make_problem("binary", n_rows=2000)
+    pop = population(problem.spec, 12)
+    reference = problem(pop)
+    with PopulationEvaluator(problem, 2, "loky") as evaluate:  # the caller + one worker process
+        for _ in range(10):
+            assert np.array_equal(evaluate(pop), reference)
+        assert evaluate.n_calls == 10
+        assert evaluate.n_problem_sends == 1
+        assert pickled == [problem.token]
+        tokens = evaluate._processes.submit(worker_cache_tokens).result()
+        assert problem.token in tokens
+    # A worker that lost the problem (e.g. restarted after an idle timeout) asks for it again.
+    with PopulationEvaluator(problem, 2, "loky") as evaluate:
+        evaluate._sent_once = True  # as if a previous call had sent it: the worker has it already
+        assert np.array_equal(evaluate(pop), reference) and evaluate.n_problem_sends == 0
+        other = make_problem("binary", n_rows=2000, seed=3)
+        evaluate.problem = other
+        assert np.array_equal(evaluate(pop), other(pop))  # the worker answers "missing", gets it
+        assert evaluate.n_problem_sends == 1 and pickled == [problem.token, other.token]
+
+
+def test_the_joblib_path_of_the_dask_backend_sends_the_problem_once_per_worker():
+    import joblib
+
+    problem = make_problem("multiclass", dtype="float32")
+    pop = population(problem.spec, 10)
+    evaluate = PopulationEvaluator(problem, 2, "loky")
+    with joblib.Parallel(n_jobs=2, backend="loky") as parallel:  # what joblib's dask backend gets
+        evaluate._parallel = parallel
+        for _ in range(4):
+            assert np.array_equal(evaluate(pop), problem(pop))
+    assert 2 <= evaluate.n_problem_sends <= 3  # 2 chunks with the first call, + 1 if one worker had none
+
+
+def test_threads_share_the_problem_without_pickling(monkeypatch):
+    def refuse(self):
+        raise AssertionError("the threading backend must not pickle the problem")
+
+    monkeypatch.setattr(FitnessProblem, "__getstate__", refuse, raising=False)
+    problem = make_problem("binary")
+    pop = population(problem.spec, 9)
+    with PopulationEvaluator(problem, 3, "threading") as evaluate:
+        assert np.array_equal(evaluate(pop), problem(pop))
+        assert evaluate.n_problem_sends == 0
+
+
+def test_token_survives_pickling_and_differs_between_problems():
+    import pickle
+
+    problem = make_problem()
+    assert pickle.loads(pickle.dumps(problem)).token == problem.token
+    assert make_problem().token != problem.token
+
+
+def test_problem_rejects_an_unknown_dtype():
+    with pytest.raises(EvomlpError, match="float16"):
+        make_problem(dtype="float16")
+
+
+# -- n_jobs: auto ----------------------------------------------------------------------------
+def sized_problem(flops_per_evaluation, dtype="float64"):
+    """A 10-10-1 network (200 FLOPs per row) on as many rows as it takes."""
+    spec = MLPSpec(10, (10,), ("relu",), 1, "binary")
+    n_rows = flops_per_evaluation // 220 + 1
+    problem = FitnessProblem(spec, np.zeros((1, 10)), np.zeros(1, dtype=int), dtype=dtype)
+    problem.X = np.zeros((n_rows, 10), dtype=dtype)  # only the shape matters here
+    return problem
+
+
+def test_choose_n_jobs_thresholds():
+    per_eval = 10_000_000
+    problem = sized_problem(per_eval)
+    flops = problem.flops_per_evaluation
+    threshold = int(np.ceil(AUTO_MIN_FLOPS_PER_GENERATION / flops))
+    assert choose_n_jobs(problem, threshold - 1, cores=2) == 1
+    assert choose_n_jobs(problem, threshold, cores=2) == 2
+    assert choose_n_jobs(problem, 10 * threshold, cores=1) == 1
+    assert choose_n_jobs(problem, 10 * threshold, cores=8) >= 2
+    assert choose_n_jobs(problem, 10 * threshold, cores=8) <= 8
+    # float32 counts half: it needs twice the population to go parallel
+    problem32 = sized_problem(per_eval, "float32")
+    assert choose_n_jobs(problem32, threshold, cores=2) == 1
+    assert choose_n_jobs(problem32, 2 * threshold, cores=2) == 2
+    # never fewer than AUTO_MIN_INDIVIDUALS_PER_WORKER individuals per worker
+    huge = sized_problem(10 * int(AUTO_MIN_FLOPS_PER_GENERATION))
+    assert choose_n_jobs(huge, 2 * evaluation.AUTO_MIN_INDIVIDUALS_PER_WORKER - 1, cores=4) == 1
+    assert choose_n_jobs(huge, 2 * evaluation.AUTO_MIN_INDIVIDUALS_PER_WORKER, cores=4) == 2
+    assert choose_n_jobs(huge, 1, cores=4) == 1
+
+
+def test_default_problem_runs_in_process_and_x100_rows_in_workers():
+    spec = MLPSpec(30, (64, 32), ("relu", "relu"), 1, "binary")
+    default = FitnessProblem(spec, np.zeros((318, 30)), np.zeros(318, dtype=int))
+    x100 = FitnessProblem(spec, np.zeros((31_800, 30)), np.zeros(31_800, dtype=int), dtype="float32")
+    assert choose_n_jobs(default, 50, cores=2) == 1
+    assert choose_n_jobs(x100, 50, cores=2) == 2
+
+
+def test_auto_n_jobs_in_the_evaluator():
+    problem = make_problem()
+    assert PopulationEvaluator(problem, "auto", population_size=20).n_jobs == choose_n_jobs(problem, 20)
+    with pytest.raises(EvomlpError, match="population size"):
+        PopulationEvaluator(problem, "auto")
+    with pytest.raises(EvomlpError, match="auto"):
+        PopulationEvaluator(problem, "many")
+    assert PopulationEvaluator(problem, 3).n_jobs == 3
+
+
+class _DiesInWorkers(FitnessProblem):
+    """Kills the process that evaluates it, unless that is the test process itself."""
+
+    def loss(self, population, rows=None):
+        if os.getpid() != self.parent_pid:
+            os._exit(7)
+        return super().loss(population, rows)
+
+
+def test_a_worker_that_dies_ends_the_evaluation_with_a_clear_error_not_a_hang():
+    spec = MLPSpec(3, (4,), ("tanh",), 1, "binary")
+    rng = np.random.default_rng(0)
+    problem = _DiesInWorkers(spec, rng.normal(size=(20, 3)), rng.integers(0, 2, 20))
+    problem.parent_pid = os.getpid()
+    population = rng.normal(size=(8, spec.n_weights))
+    with pytest.raises(EvomlpError, match="worker process died"):
+        with PopulationEvaluator(problem, n_jobs=2, backend="loky") as evaluate:
+            evaluate(population)
+    # the next run starts a fresh pool and works
+    healthy = FitnessProblem(spec, problem.X, problem.y)
+    with PopulationEvaluator(healthy, n_jobs=2, backend="loky") as evaluate:
+        np.testing.assert_array_equal(evaluate(population), healthy(population))
+
+
+def test_dask_distributed_cluster_gives_the_same_bits():
+    """The multi-machine path: joblib's dask backend on a dask.distributed scheduler, by address."""
+    distributed = pytest.importorskip("distributed")
+    spec = MLPSpec(30, (64, 32), ("relu", "relu"), 1, "binary")
+    rng = np.random.default_rng(4)
+    problem = FitnessProblem(spec, rng.normal(size=(100, 30)), rng.integers(0, 2, 100), l2=1e-3, dtype="float32")
+    population = rng.normal(scale=0.3, size=(13, spec.n_weights))
+    expected = problem(population)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        evaluator = PopulationEvaluator(problem, n_jobs=2, backend="dask", scheduler_address=cluster.scheduler_address)
+        with evaluator as evaluate:
+            first = evaluate(population)
+            second = evaluate(population[::-1].copy())
+    assert np.array_equal(first, expected)
+    assert np.array_equal(second, expected[::-1])
+    assert evaluator.n_problem_sends <= 4  # the data went to the workers once, not every call
