@@ -158,8 +158,8 @@ def weight_square_sums(spec: MLPSpec, population: np.ndarray) -> np.ndarray:
     """``sum(W^2)`` over the weight matrices (not biases) of each individual, ``(P,)`` float64.
 
     Summed layer by layer over row views of ``population``, each a contiguous run of the row, so
-    an individual's sum does not depend on the other rows. (``l2_penalty(population[:, mask])``
-    does: boolean indexing returns a Fortran-ordered copy for ``P > 1`` but a contiguous one for
+    an individual's sum does not depend on the other rows. (Summing ``population[:, mask]`` would:
+    boolean indexing returns a Fortran-ordered copy for ``P > 1`` but a contiguous one for
     ``P == 1``, and einsum sums the two layouts in different orders.)
     """
     population = np.ascontiguousarray(population, dtype=np.float64)

@@ -60,11 +60,3 @@ def task_loss(task: str, outputs: np.ndarray, y: np.ndarray) -> np.ndarray:
     except KeyError:
         raise EvomlpError(f"task: expected one of {list(LOSSES)}, got {task!r}") from None
     return loss(outputs, y)
-
-
-def l2_penalty(population: np.ndarray, weight_mask: np.ndarray, l2: float) -> np.ndarray:
-    """``l2 * sum(w^2)`` over the coordinates selected by ``weight_mask (D,)``, per individual."""
-    if l2 == 0:
-        return np.zeros(population.shape[0], dtype=population.dtype)
-    selected = population[:, weight_mask]
-    return l2 * np.einsum("pd,pd->p", selected, selected)

@@ -5,7 +5,8 @@ of length ``spec.n_weights``, laid out layer by layer as ``W_1 (fan_in, fan_out)
 order followed by ``b_1 (fan_out,)``, then ``W_2``, ``b_2`` and so on (the same order as
 scikit-learn's ``_pack``). A *population* is a ``(P, D)`` array of such vectors, one row per
 individual, and :func:`forward_population` computes the outputs of all ``P`` networks on the same
-rows ``X`` in a handful of batched matrix products, never in a Python loop over individuals.
+rows ``X`` with one stacked matrix product per layer for each cache-sized block of individuals
+(a few blocks per generation), never with per-individual Python code.
 """
 
 from __future__ import annotations

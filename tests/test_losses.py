@@ -6,7 +6,6 @@ from evomlp.losses import (
     accuracy,
     binary_cross_entropy,
     categorical_cross_entropy,
-    l2_penalty,
     mean_squared_error,
     task_loss,
 )
@@ -59,10 +58,3 @@ def test_task_loss_dispatches_on_the_task():
     logits = np.zeros((1, 2, 1))
     assert task_loss("binary", logits, np.array([0, 1]))[0] == pytest.approx(np.log(2))
     assert task_loss("regression", logits, np.array([1.0, 3.0]))[0] == pytest.approx(5.0)
-
-
-def test_l2_penalty_counts_only_masked_coordinates():
-    population = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 10.0]])
-    mask = np.array([True, True, False])
-    np.testing.assert_allclose(l2_penalty(population, mask, 0.5), [2.5, 0.5])
-    np.testing.assert_array_equal(l2_penalty(population, mask, 0.0), [0.0, 0.0])
