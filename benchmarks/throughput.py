@@ -16,7 +16,7 @@ initial population, so ``P (G + 1)`` evaluations), with the initial population d
   ``loky``: the calling process and one worker process), in float32 and float64. The optimizer's
   own time is included (column ``opt%``: its share of the wall time).
 - ``evomlp-threading``: the same with backend ``threading`` (n_jobs 2, float32).
-- ``evomlp-joblib``: n_jobs 2 float32 the way the evaluator dispatched before this change:
+- ``evomlp-joblib``: n_jobs 2 float32 dispatched through ``joblib.Parallel`` instead of the executor (the design it replaced):
   ``joblib.Parallel(backend="loky")``, the problem pickled with every chunk of every generation
   (with the new forward pass, so the difference is the dispatch).
 - ``evomlp-resend``: the new process pool, but sending the problem's data with every chunk of
@@ -167,7 +167,7 @@ def _whole_fitness(problem: FitnessProblem, chunk: np.ndarray, rows) -> np.ndarr
 
 
 class JoblibEvaluator(PopulationEvaluator):
-    """The evaluator before this change: ``joblib.Parallel(backend="loky")``, one chunk per worker,
+    """The alternative dispatch: ``joblib.Parallel(backend="loky")``, one chunk per worker,
     the problem pickled with every chunk of every generation (the forward pass is the new one)."""
 
     def __enter__(self):
