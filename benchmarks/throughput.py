@@ -61,7 +61,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evomlp.de import make_optimizer  # noqa: E402
-from evomlp.evaluation import FitnessProblem, PopulationEvaluator, _cached_chunk_loss, _process_pool  # noqa: E402
+from evomlp.evaluation import FitnessProblem, PopulationEvaluator, _cached_chunk_loss, _process_pool, resolve_n_jobs  # noqa: E402
 from evomlp.network import MLPSpec, initial_population, per_weight  # noqa: E402
 
 BOUND = 5.0
@@ -204,6 +204,8 @@ def run_evomlp(problem: Problem, size: int, generations: int, dtype: str, n_jobs
     population, lower, upper = start_population(problem, size)
     optimizer = make_optimizer("rand1bin", lower, upper, mutation=MUTATION, crossover_rate=CROSSOVER)
     fitness_problem = FitnessProblem(problem.spec, problem.X, problem.y, dtype=dtype)
+    if n_jobs == "auto":
+        n_jobs = resolve_n_jobs("auto", fitness_problem, size)  # what runtime.n_jobs: auto picks
     if n_jobs > 1 and backend == "loky":
         warm_pool(n_jobs, evaluator_class is JoblibEvaluator)
     rng = np.random.default_rng(1)
@@ -299,7 +301,7 @@ def run_keras(problem: Problem, size: int, generations: int) -> tuple[float, flo
 # -- the plan --------------------------------------------------------------------------------
 def plan(quick: bool) -> list[tuple[str, int, int, list[tuple[str, int, str]], int]]:
     """``(problem, population, generations, systems, repeats)``; a system is ``(system, n_jobs, dtype)``."""
-    evomlp = [("evomlp", j, d) for d in ("float32", "float64") for j in (1, 2)]
+    evomlp = [("evomlp", j, d) for d in ("float32", "float64") for j in (1, 2)] + [("evomlp-auto", "auto", "float32")]
     others = [("evomlp-threading", 2, "float32"), ("evomlp-joblib", 2, "float32")]
     resend = [("evomlp-resend", 2, "float32")]
     scipy_both = [("scipy", 1, "float64"), ("scipy-vectorized", 1, "float64")]
@@ -318,7 +320,7 @@ def plan(quick: bool) -> list[tuple[str, int, int, list[tuple[str, int, str]], i
         ("bc-x10", 1000, 2, evomlp + others + scipy_vec, 1),
         ("bc-x100", 50, 3, evomlp + others + resend + scipy_vec, 2),
         ("bc-x100", 200, 2, evomlp + others + scipy_vec, 1),
-        ("bc-x100", 1000, 1, [("evomlp", 1, "float32"), ("evomlp", 2, "float32")], 1),
+        ("bc-x100", 1000, 1, [("evomlp", 1, "float32"), ("evomlp", 2, "float32"), ("evomlp-auto", "auto", "float32")], 1),
         ("digits", 50, 30, evomlp + others + scipy_both, 2),
         ("digits", 200, 10, evomlp + others + scipy_both, 2),
         ("digits", 1000, 2, evomlp + others + scipy_vec, 1),
@@ -327,6 +329,8 @@ def plan(quick: bool) -> list[tuple[str, int, int, list[tuple[str, int, str]], i
 
 def measure(problem: Problem, size: int, generations: int, system: str, n_jobs: int, dtype: str):
     if system == "evomlp":
+        return run_evomlp(problem, size, generations, dtype, n_jobs)
+    if system == "evomlp-auto":
         return run_evomlp(problem, size, generations, dtype, n_jobs)
     if system == "evomlp-threading":
         return run_evomlp(problem, size, generations, dtype, n_jobs, backend="threading")
@@ -457,9 +461,10 @@ def main() -> None:
     print("  A = evomlp n_jobs 1 float64 / scipy per-individual   B = evomlp n_jobs 1 float64 / scipy vectorized")
     print("  C = best evomlp / best scipy   D, E = evomlp n_jobs 2 / n_jobs 1 (float32, float64)   F = float32 / float64 "
           "(n_jobs 1)")
-    print("  G = new process pool / joblib.Parallel as before (n_jobs 2 float32)   H = threading / loky (n_jobs 2 float32)"
+    print("  G = executor dispatch / joblib.Parallel dispatch (n_jobs 2 float32)   H = threading / loky (n_jobs 2 float32)"
           "   I = data sent once / with every chunk (n_jobs 2 float32)")
-    print(f"  {'problem':<8} {'P':>5} " + " ".join(f"{c:>6}" for c in "ABCDEFGHI"))
+    print("  J = n_jobs auto / the better of n_jobs 1 and 2 (float32; below 0.90 means auto chose badly)")
+    print(f"  {'problem':<8} {'P':>5} " + " ".join(f"{c:>6}" for c in "ABCDEFGHIJ"))
     for problem, size, _, _, _ in measured:
         def get(system, n_jobs, dtype, name=problem.name, size=size):
             return index.get((name, size, system, n_jobs, dtype))
@@ -478,6 +483,8 @@ def main() -> None:
             ratio(get("evomlp", 2, "float32"), get("evomlp-joblib", 2, "float32")),
             ratio(get("evomlp-threading", 2, "float32"), get("evomlp", 2, "float32")),
             ratio(get("evomlp", 2, "float32"), get("evomlp-resend", 2, "float32")),
+            ratio(get("evomlp-auto", "auto", "float32"),
+                  max(get("evomlp", 1, "float32") or 0, get("evomlp", 2, "float32") or 0) or None),
         ]
         print(f"  {problem.name:<8} {size:>5} " + " ".join(cells))
 
