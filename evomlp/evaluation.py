@@ -242,8 +242,8 @@ def effective_n_jobs(n_jobs: int) -> int:
 
 
 # n_jobs "auto": see choose_n_jobs for the measurements behind these.
-AUTO_MIN_FLOPS_PER_GENERATION = 1.0e9  # float64-equivalent FLOPs per generation to use workers
-AUTO_MIN_FLOPS_PER_WORKER = 0.5e9  # never less work than this per worker...
+AUTO_MIN_FLOPS_PER_GENERATION = 0.2e9  # float64-equivalent FLOPs per generation to use workers
+AUTO_MIN_FLOPS_PER_WORKER = 0.1e9  # never less work than this per worker...
 AUTO_MIN_INDIVIDUALS_PER_WORKER = 8  # ...nor fewer individuals
 
 
@@ -253,24 +253,19 @@ def choose_n_jobs(problem: FitnessProblem, population_size: int, cores: int | No
     Rule, with ``work = population_size x problem.flops_per_evaluation`` (``2 N sum(fan_in
     fan_out)`` per individual), halved for float32 (whose forward pass runs about twice as fast):
 
-    - ``work < 1 GFLOP`` (about 40 ms of in-process evaluation in float64, 20 ms in float32), or a
+    - ``work < 0.2 GFLOP`` (about 8 ms of in-process evaluation in float64, 4 ms in float32), or a
       single core: 1, in-process;
-    - otherwise ``min(cores, work // 0.5 GFLOP, population_size // 8)`` (at least 1).
+    - otherwise ``min(cores, work // 0.1 GFLOP, population_size // 8)`` (at least 1).
 
-    ``cores`` defaults to :func:`joblib.cpu_count` (CPU affinity and cgroup quotas). Figures behind
-    it (2-core AMD EPYC VM, numpy 2.4 / OpenBLAS 0.3.31, one BLAS thread per worker, the
-    ``benchmarks/throughput.py`` problems):
-
-    - in-process rates: 25 GFLOP/s float64, 45-55 GFLOP/s float32 on one core (30-64-32-1 net);
-    - the cost of going parallel, per generation: 0.45 ms for a loky round trip (0.2 ms with
-      threads), plus sending the chunks (P = 1,000 x 4,097 weights: +2 ms through the shared
-      file; through a pipe 8 MB cost 6.5 ms and 16 MB 27 ms);
-    - so above 1 GFLOP per generation that cost is at most ~5% of the evaluation: with a free
-      second core the evaluation runs up to ~1.9x faster; when the other core is busy (this VM
-      during the measurements: two processes got no more CPU than one) n_jobs 2 vs 1 measured
-      0.92-1.2x at 1.3-12.7 GFLOP per generation (breast cancer x1 rows P = 1,000, x10, x100;
-      digits P = 200, 1,000) but 0.74-0.94x below it (default problem P = 50: 0.13 GFLOP, 0.74x
-      float64, 0.81x float32; P = 200: 0.91-0.94x).
+    ``cores`` defaults to :func:`joblib.cpu_count` (CPU affinity and cgroup quotas). Measured with
+    ``python benchmarks/throughput.py`` on a quiet 2-core machine (column J compares auto with the
+    better of n_jobs 1 and 2): going parallel costs about 0.45 ms per generation for a loky round
+    trip (0.2 ms with threads) plus sending the chunks (P = 1,000 x 4,097 weights: +2 ms through
+    the shared file). n_jobs 2 vs 1 (float32) measured 1.01x at 0.08 GFLOP per generation (the
+    default problem, P = 50), 1.25x at 0.32 (P = 200), 1.5x for digits at P = 50 (0.32), 1.7-2.3x
+    from 0.8 GFLOP up (rows x10 and x100); so workers pay from about 0.2 GFLOP. When another
+    process keeps the second core busy, n_jobs 2 measured 0.74-0.94x below 1 GFLOP: ``auto``
+    cannot see that load, and a shared machine may do better with ``n_jobs: 1``.
     """
     if population_size < 2:
         return 1

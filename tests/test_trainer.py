@@ -120,3 +120,27 @@ def test_nonfinite_fitness_is_counted_and_never_selected(small_problem):
     result = trainer.run(trainer.start(population, rng))
     assert result.n_nonfinite == 4 * 6
     assert all(np.isfinite(row["best_fitness"]) for row in result.history)
+
+
+def test_resume_under_other_workers_and_backends_gives_the_same_bytes(small_problem, tmp_path):
+    """Interrupted with 4 loky workers, resumed with 2 threads: the same run as in-process throughout."""
+    spec, (X, y), _ = small_problem
+    reference_trainer, population, rng, _ = make_trainer(small_problem, max_generations=20, l2=1e-3)
+    reference = reference_trainer.run(reference_trainer.start(population, rng))
+
+    path = tmp_path / "run.npz"
+
+    def with_evaluator(n_jobs, backend, generations, checkpoint=None):
+        trainer, population, rng, _ = make_trainer(small_problem, checkpoint=checkpoint, max_generations=generations,
+                                                   checkpoint_every=7 if checkpoint else 0, l2=1e-3)
+        trainer.evaluate = PopulationEvaluator(trainer.evaluate.problem, n_jobs=n_jobs, backend=backend)
+        return trainer, population, rng
+
+    first, population, rng = with_evaluator(4, "loky", 7, checkpoint=lambda state: save_checkpoint(path, state, "k"))
+    with first.evaluate:
+        first.run(first.start(population, rng))
+    second, _, _ = with_evaluator(2, "threading", 20)
+    with second.evaluate:
+        resumed = second.run(load_checkpoint(path, "k"))
+    assert np.array_equal(resumed.weights, reference.weights)
+    assert resumed.history == reference.history
