@@ -114,3 +114,22 @@ def test_mismatched_model_is_refused_with_a_reason(model_file, change, fragment)
     with pytest.raises(EvomlpError, match=fragment) as error:
         load_model(path)
     assert str(error.value).startswith(str(path))
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated zip", b"\x80\x04\x95 a pickle"])
+def test_evaluate_stage_refuses_a_bad_model_file_in_one_line(tmp_path, content):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.npz").write_bytes(content)
+    env = dict(os.environ, PYTHONPATH=str(root))
+    result = subprocess.run([sys.executable, "-m", "stages.evaluate"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: models/model.npz: not a readable .npz model file")
+    assert not (tmp_path / "metrics").exists()
