@@ -99,12 +99,17 @@ def test_pipeline_end_to_end(repo: Path) -> None:
     assert (repo / "dvc.lock").read_text() == lock
 
     # a result param reruns train and what depends on it, not prepare nor baseline
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], repo)
     set_params(repo, {"train": {"population_size": 16}})
     assert ran_stages(dvc("repro", cwd=repo).stdout) == {"train", "evaluate"}
     assert json.loads((repo / "metrics/train.json").read_text())["evaluations"] == 16 * 41
 
-    diff = dvc("metrics", "diff", "--json", cwd=repo)
-    assert "metrics/train.json" in json.loads(diff.stdout or "{}") or diff.stdout
+    # and dvc metrics diff (committed vs workspace) shows what moved
+    diff = json.loads(dvc("metrics", "diff", "--json", cwd=repo).stdout)
+    evaluations = diff["metrics/train.json"]["evaluations"]
+    assert (evaluations["old"], evaluations["new"]) == (20 * 41, 16 * 41)
+    assert "metrics/baseline.json" not in diff  # the baseline did not move
 
 
 def checkpoint_generation(directory: Path) -> int:
