@@ -123,7 +123,7 @@ def checkpoint_generation(directory: Path) -> int:
 
 
 def test_sigkilled_training_resumes_to_the_same_bytes(repo: Path) -> None:
-    set_params(repo, {"train": {"max_generations": 120, "population_size": 16},
+    set_params(repo, {"train": {"max_generations": 400, "population_size": 16},
                       "runtime": {"checkpoint_every": 1}})
     run([sys.executable, "-m", "stages.prepare"], repo)
     run([sys.executable, "-m", "stages.train"], repo)
@@ -162,6 +162,7 @@ def test_sigkilled_training_resumes_to_the_same_bytes(repo: Path) -> None:
 
 
 def test_interrupted_pipeline_then_dvc_repro_gives_the_committed_lock(repo: Path) -> None:
+    set_params(repo, {"train": {"max_generations": 200}})  # room to be killed at generation 10 or later
     dvc("repro", cwd=repo)
     lock = (repo / "dvc.lock").read_text()
     (repo / "models/model.npz").unlink()
@@ -170,6 +171,7 @@ def test_interrupted_pipeline_then_dvc_repro_gives_the_committed_lock(repo: Path
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while checkpoint_generation(repo / ".checkpoints") < 10 and process.poll() is None:
         time.sleep(0.002)
+    assert process.poll() is None, "the run ended before it could be killed"
     process.kill()
     process.wait()
     dvc("repro", cwd=repo)
