@@ -125,13 +125,16 @@ class FitnessProblem:
         """Multiply-adds x 2 of one forward pass on all rows: ``2 N sum(fan_in fan_out)``."""
         return 2 * self.n_rows * sum(fan_in * fan_out for fan_in, fan_out in self.spec.layer_shapes)
 
+    def _outputs(self, population: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Network outputs ``(P, N, K)`` in ``dtype``, with one BLAS thread."""
+        weights = np.asarray(population).astype(self.dtype, copy=False)
+        with single_threaded_blas():
+            return forward_population(self.spec, weights, X)
+
     def loss(self, population: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Task loss ``(P,)`` (float64, no penalty) of ``population (P, D)``, any float dtype."""
         X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
-        weights = np.asarray(population).astype(self.dtype, copy=False)
-        with single_threaded_blas():
-            outputs = forward_population(self.spec, weights, X)
-        return task_loss(self.spec.task, outputs, y).astype(np.float64)
+        return task_loss(self.spec.task, self._outputs(population, X), y).astype(np.float64)
 
     def add_penalty(self, loss: np.ndarray, population: np.ndarray) -> np.ndarray:
         """``loss + l2 * sum(W^2)`` in place (float64 ``population``); ``loss`` unchanged if ``l2 == 0``."""
@@ -145,9 +148,7 @@ class FitnessProblem:
 
     def loss_and_accuracy(self, population: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Loss without penalty and accuracy (``None`` for regression) on all rows, ``(P,)`` each."""
-        weights = np.asarray(population).astype(self.dtype, copy=False)
-        with single_threaded_blas():
-            outputs = forward_population(self.spec, weights, self.X)
+        outputs = self._outputs(population, self.X)
         loss = task_loss(self.spec.task, outputs, self.y).astype(np.float64)
         if self.spec.task == "regression":
             return loss, None
@@ -225,10 +226,6 @@ def worker_cache_tokens() -> list[str]:
     """Tokens of the problems this process holds (for tests and diagnostics)."""
     with _WORKER_LOCK:
         return list(_WORKER_PROBLEMS)
-
-
-def _worker_pid() -> int:
-    return os.getpid()
 
 
 # -- how many workers ------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from evomlp.de.base import DEState
+from evomlp.de.base import DEState, sanitize_fitness
 from evomlp.evaluation import FitnessProblem, PopulationEvaluator
 
 HISTORY_COLUMNS = (
@@ -129,7 +129,7 @@ class Trainer:
             # On a minibatch, parents and trials must be compared on the same rows.
             both = self._timed_evaluate(np.concatenate([optimizer_state.population, trials]), rows)
             size = optimizer_state.population_size
-            optimizer_state.fitness = np.where(np.isfinite(both[:size]), both[:size], np.inf)
+            optimizer_state.fitness = sanitize_fitness(both[:size])
             trial_fitness = both[size:]
         state.n_nonfinite += int(np.count_nonzero(~np.isfinite(trial_fitness)))
         started = time.perf_counter()
@@ -146,7 +146,8 @@ class Trainer:
         if optimizer_state.generation >= config.max_generations:
             return "max_generations"
         if config.max_evaluations:
-            cost = optimizer_state.population_size * (2 if config.minibatch_size else 1)
+            # a minibatch generation re-scores the parents too
+            cost = optimizer_state.population_size * (2 if self._uses_minibatches else 1)
             if optimizer_state.n_evaluations + cost > config.max_evaluations:
                 return "max_evaluations"
         if config.patience and state.generations_without_improvement >= config.patience:
@@ -203,12 +204,14 @@ class Trainer:
         bar.update(1)
 
     # -- helpers ---------------------------------------------------------------------------
+    @property
+    def _uses_minibatches(self) -> bool:
+        return 0 < self.config.minibatch_size < self.train_scoring.n_rows
+
     def _draw_rows(self, rng: np.random.Generator) -> np.ndarray | None:
-        size = self.config.minibatch_size
-        n_rows = self.train_scoring.X.shape[0]
-        if not size or size >= n_rows:
+        if not self._uses_minibatches:
             return None
-        return np.sort(rng.choice(n_rows, size=size, replace=False))
+        return np.sort(rng.choice(self.train_scoring.n_rows, size=self.config.minibatch_size, replace=False))
 
     def _timed_evaluate(self, population: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
         started = time.perf_counter()

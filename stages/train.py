@@ -99,7 +99,7 @@ def train_network(
         max_evaluations=train["max_evaluations"] or train["population_size"] * (train["max_generations"] + 1),
     )
     problem = FitnessProblem(spec, X_train, y_train, l2=train["l2"], dtype=train["dtype"])
-    scoring = FitnessProblem(spec, X_train, y_train, dtype=train["dtype"])
+    scoring = problem  # its loss_and_accuracy leaves the L2 penalty out
     validation = FitnessProblem(spec, X_validation, y_validation, dtype=train["dtype"])
     config = TrainConfig(
         max_generations=train["max_generations"],
