@@ -215,9 +215,9 @@ def run_evomlp(problem: Problem, size: int, generations: int, dtype: str, n_jobs
         optimizer_s = 0.0
         for _ in range(generations):
             t0 = time.perf_counter()
-            trials = optimizer.ask(state)
+            plan = optimizer.propose(state)
             t1 = time.perf_counter()
-            trial_fitness = evaluate(trials)
+            trials, trial_fitness = evaluate.evaluate_plan(plan)
             t2 = time.perf_counter()
             state = optimizer.tell(state, trials, trial_fitness)
             optimizer_s += (t1 - t0) + (time.perf_counter() - t2)

@@ -1,4 +1,4 @@
-"""The training loop: ask -> evaluate -> tell -> validate -> log -> checkpoint.
+"""The training loop: propose -> build and evaluate -> tell -> validate -> log -> checkpoint.
 
 The model kept is the best individual *by validation loss*: every generation the population's best
 individual (by training fitness) is scored on the validation rows, and the best of those scores so
@@ -77,8 +77,8 @@ class TrainResult:
 class Trainer:
     """Runs an ask/tell optimizer on a :class:`FitnessProblem` with validation-based selection.
 
-    ``optimizer`` has ``init``, ``ask`` and ``tell`` (see :mod:`evomlp.de.base`); ``evaluate`` is a
-    :class:`PopulationEvaluator` (entered); ``validation`` scores single networks on held-out rows.
+    ``optimizer`` has ``init``, ``propose`` and ``tell`` (see :mod:`evomlp.de.base`); ``evaluate``
+    is a :class:`PopulationEvaluator` (entered), which builds the proposed trials and evaluates them; ``validation`` scores single networks on held-out rows.
     """
 
     def __init__(
@@ -117,16 +117,21 @@ class Trainer:
         return state
 
     def step(self, state: TrainerState) -> None:
-        """One generation: ask, evaluate the trials, tell, validate, log."""
+        """One generation: propose, build and evaluate the trials, tell, validate, log."""
         optimizer_state = state.optimizer
         rows = self._draw_rows(optimizer_state.rng)
         started = time.perf_counter()
-        trials = self.optimizer.ask(optimizer_state)
+        plan = self.optimizer.propose(optimizer_state)
         self.timings["optimizer_s"] += time.perf_counter() - started
+        started = time.perf_counter()
         if rows is None:
-            trial_fitness = self._timed_evaluate(trials, None)
+            # The workers build the trials they evaluate (timed as evaluation).
+            trials, trial_fitness = self.evaluate.evaluate_plan(plan)
+            self.timings["evaluation_s"] += time.perf_counter() - started
         else:
             # On a minibatch, parents and trials must be compared on the same rows.
+            trials = self.evaluate.build(plan)
+            self.timings["optimizer_s"] += time.perf_counter() - started
             both = self._timed_evaluate(np.concatenate([optimizer_state.population, trials]), rows)
             size = optimizer_state.population_size
             optimizer_state.fitness = sanitize_fitness(both[:size])

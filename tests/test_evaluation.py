@@ -114,6 +114,46 @@ def test_fitness_does_not_depend_on_the_blas_threads_of_the_caller():
     assert np.array_equal(one, two)
 
 
+
+@pytest.mark.parametrize("n_jobs, backend", [(1, "loky"), (2, "loky"), (2, "threading"), (3, "threading")])
+def test_a_plan_is_built_and_evaluated_the_same_way_everywhere(n_jobs, backend):
+    from evomlp.de import make_optimizer
+
+    problem = make_problem("multiclass", dtype="float32")
+    start = population(problem.spec, 13)
+    bound = np.full(problem.spec.n_weights, 2.0)
+    optimizer = make_optimizer("currenttopbest1bin", -bound, bound, crossover_rate=0.3)
+    state = optimizer.init(start, problem(start), np.random.default_rng(5))
+    plan = optimizer.propose(state)
+    expected = plan.build()
+    with PopulationEvaluator(problem, n_jobs, backend) as evaluate:
+        assert np.array_equal(evaluate.build(plan), expected)
+        trials, fitness = evaluate.evaluate_plan(plan)
+    assert np.array_equal(trials, expected)
+    assert np.array_equal(fitness, problem(expected))
+
+
+def test_threading_runs_pin_blas_to_one_thread_and_give_the_callers_setting_back():
+    problem = make_problem("binary", n_rows=400, dtype="float32")
+    pop = population(problem.spec, 9)
+    reference = problem(pop)
+
+    def blas_threads():
+        return {info["num_threads"] for info in threadpool_info_blas()}
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        with PopulationEvaluator(problem, 2, "threading") as evaluate:
+            assert evaluation._PINNED_RUNS == 1 and blas_threads() == {1}
+            assert np.array_equal(evaluate(pop), reference)
+        assert evaluation._PINNED_RUNS == 0 and blas_threads() == {2}
+        assert np.array_equal(problem(pop), reference)  # limits itself again once the run is over
+
+
+def threadpool_info_blas():
+    from threadpoolctl import threadpool_info
+
+    return [info for info in threadpool_info() if info["user_api"] == "blas"]
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_minibatch_rows_give_the_same_fitness_in_workers(dtype):
     problem = make_problem("multiclass", dtype=dtype)

@@ -56,8 +56,13 @@ def test_max_evaluations_is_never_exceeded(small_problem):
 def test_minibatch_compares_parents_and_trials_on_the_same_rows(small_problem):
     trainer, population, rng, _ = make_trainer(small_problem, max_generations=5, minibatch_size=30)
     calls = []
-    evaluate = trainer.evaluate
-    trainer.evaluate = lambda pop, rows=None: calls.append((pop.shape[0], None if rows is None else rows.copy())) or evaluate(pop, rows)
+
+    class Recording(PopulationEvaluator):  # records what it is asked to evaluate
+        def __call__(self, pop, rows=None):
+            calls.append((pop.shape[0], None if rows is None else rows.copy()))
+            return super().__call__(pop, rows)
+
+    trainer.evaluate = Recording(trainer.evaluate.problem)
     result = trainer.run(trainer.start(population, rng))
     assert [size for size, _ in calls[1:]] == [24] * 5  # parents + trials together
     assert all(len(rows) == 30 and np.all(np.diff(rows) > 0) for _, rows in calls)
@@ -109,14 +114,14 @@ def test_checkpoint_key_changes_with_settings_and_data(tmp_path):
 
 def test_nonfinite_fitness_is_counted_and_never_selected(small_problem):
     trainer, population, rng, _ = make_trainer(small_problem, max_generations=5)
-    evaluate = trainer.evaluate
 
-    def poisoned(pop, rows=None):
-        fitness = evaluate(pop, rows)
-        fitness[::3] = np.nan
-        return fitness
+    class Poisoned(PopulationEvaluator):
+        def __call__(self, pop, rows=None):
+            fitness = super().__call__(pop, rows)
+            fitness[::3] = np.nan
+            return fitness
 
-    trainer.evaluate = poisoned
+    trainer.evaluate = Poisoned(trainer.evaluate.problem)
     result = trainer.run(trainer.start(population, rng))
     assert result.n_nonfinite == 4 * 6
     assert all(np.isfinite(row["best_fitness"]) for row in result.history)

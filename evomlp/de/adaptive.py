@@ -10,9 +10,9 @@ All four use the same generation, vectorised over the population:
    :func:`current_to_pbest_1`): ``v_i = x_i + F_i (x_pbest - x_i) + F_i (x_r1 - x~_r2)`` where
    ``pbest`` is one of the ``max(2, round(p P))`` best, ``r1 != i`` is from the population and
    ``r2 not in {i, r1}`` from the population followed by the archive;
-3. binomial crossover with ``j_rand`` (:func:`evomlp.de.base.binomial_crossover`), then the
+3. binomial crossover with ``j_rand`` (:class:`evomlp.de.trials.BinomialCrossover`), then the
    midpoint repair ``(bound + x_i) / 2`` of coordinates outside the box (the papers' rule; any
-   :data:`evomlp.de.base.BOUNDS_HANDLING` method may be chosen instead);
+   :data:`evomlp.de.trials.BOUNDS_HANDLING` method may be chosen instead);
 4. selection: the trial replaces its parent when ``f(u) <= f(x)``; it is a *success* only when
    ``f(u) < f(x)``: then its ``F_i, CR_i`` enter ``S_F, S_CR`` with weight proportional to
    ``f(x) - f(u)`` (:func:`improvement_weights`) and the replaced parent enters the archive
@@ -49,15 +49,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from evomlp.de.base import (
-    BOUNDS_HANDLING,
-    DEState,
-    binomial_crossover,
-    greedy_selection,
-    repair_bounds,
-    sample_distinct,
-    sanitize_fitness,
-)
+from evomlp.de.base import DEState, greedy_selection, sample_distinct, sanitize_fitness
+from evomlp.de.trials import BOUNDS_HANDLING, BinomialCrossover, BoundsRepair, TrialPlan
 from evomlp.errors import EvomlpError
 
 TERMINAL_CR = -1.0
@@ -215,19 +208,28 @@ def current_to_pbest_1(
     r2: np.ndarray,
     f: np.ndarray,
     f_pbest: np.ndarray | None = None,
+    start: int = 0,
+    stop: int | None = None,
 ) -> np.ndarray:
     """``v = x + F_pbest (x_pbest - x) + F (x_r1 - x~_r2)``, ``x~`` = population then archive.
 
     ``f_pbest`` defaults to ``f`` (JADE, SHADE, L-SHADE); jSO weights the first difference.
+    Returns rows ``start:stop`` of ``v`` (the index and F arrays cover all rows).
     """
-    f = np.asarray(f, dtype=float)
-    f_pbest = f if f_pbest is None else np.asarray(f_pbest, dtype=float)
-    pool = np.concatenate([population, archive]) if archive.shape[0] else population
-    return (
-        population
-        + f_pbest[:, None] * (population[pbest] - population)
-        + f[:, None] * (population[r1] - pool[r2])
-    )
+    size = population.shape[0]
+    rows = slice(start, size if stop is None else stop)
+    f = np.asarray(f, dtype=float)[rows]
+    f_pbest = f if f_pbest is None else np.asarray(f_pbest, dtype=float)[rows]
+    r2 = r2[rows]
+    from_population = r2 < size
+    if from_population.all():
+        second = population[r2]
+    else:  # x~_r2 from the population or the archive, without concatenating the two
+        second = np.empty((r2.shape[0], population.shape[1]))
+        second[from_population] = population[r2[from_population]]
+        second[~from_population] = archive[r2[~from_population] - size]
+    current = population[rows]
+    return current + f_pbest[:, None] * (population[pbest[rows]] - current) + f[:, None] * (population[r1[rows]] - second)
 
 
 # -- population size ------------------------------------------------------------------------------
@@ -398,20 +400,30 @@ class AdaptiveDE:
         state.initial_population_size = size
         return state
 
-    def ask(self, state: DEState) -> np.ndarray:
+    def propose(self, state: DEState) -> TrialPlan:
+        """Draw this generation's parameters and indices; the plan computes the trials by rows."""
         rng = state.rng
         population = state.population
         if state.archive.shape[0] == 0:
             state.archive = np.empty((0, population.shape[1]))
+        archive = state.archive
         f, cr = self.draw_parameters(state, rng)
         p_count = self.p_best_counts(state, rng)
         pbest, r1, r2 = draw_mutation_indices(
-            rng, state.fitness, p_count, state.archive.shape[0], self.avoid_self_as_pbest(state)
+            rng, state.fitness, p_count, archive.shape[0], self.avoid_self_as_pbest(state)
         )
-        mutants = current_to_pbest_1(population, state.archive, pbest, r1, r2, f, self.pbest_scale(state, f))
-        trials = binomial_crossover(rng, population, mutants, cr)
+        f_pbest = self.pbest_scale(state, f)
+
+        def mutants(start: int, stop: int) -> np.ndarray:
+            return current_to_pbest_1(population, archive, pbest, r1, r2, f, f_pbest, start=start, stop=stop)
+
+        crossover = BinomialCrossover(rng, population.shape[0], population.shape[1], cr)
+        repair = BoundsRepair(rng, self.bounds_handling, self.lower, self.upper, population.shape)
         state.trial_f, state.trial_cr = f, cr
-        return repair_bounds(rng, trials, population, self.lower, self.upper, self.bounds_handling)
+        return TrialPlan(population, mutants, crossover, repair)
+
+    def ask(self, state: DEState) -> np.ndarray:
+        return self.propose(state).build()
 
     def tell(self, state: DEState, trials: np.ndarray, trial_fitness: np.ndarray) -> DEState:
         trial_fitness = sanitize_fitness(trial_fitness)

@@ -1,15 +1,18 @@
 """The pieces every DE variant shares: state, index sampling, crossover, bounds repair, selection.
 
-An optimizer is an object with three methods, all vectorised over the population (no Python loop
+An optimizer is an object with these methods, all vectorised over the population (no Python loop
 over individuals):
 
 - ``init(population, fitness, rng) -> DEState``: the evaluated initial population becomes the state;
-- ``ask(state) -> trials (P, D)``: draws everything random from ``state.rng`` and remembers what
-  ``tell`` needs (per-individual F and CR) in the state;
+- ``propose(state) -> TrialPlan``: draws everything random from ``state.rng`` and remembers what
+  ``tell`` needs (per-individual F and CR) in the state; the plan builds the trials by rows
+  (:mod:`evomlp.de.trials`), so that workers can build the chunks they evaluate;
+- ``ask(state) -> trials (P, D)``: ``propose(state).build()``;
 - ``tell(state, trials, trial_fitness) -> DEState``: selection and adaptation.
 
 All randomness comes from ``state.rng``, a :class:`numpy.random.Generator` that lives in the main
-process, so fitness evaluation (the only thing done elsewhere) cannot change the results. The
+process, so what is done elsewhere (fitness evaluation, building trials from a plan) cannot
+change the results. The
 state holds plain numpy arrays and scalars, so a checkpoint is a dump of its fields plus the bit
 generator's state (see :func:`state_to_arrays`).
 """
@@ -21,9 +24,9 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from evomlp.de.trials import BOUNDS_HANDLING, BinomialCrossover, BoundsRepair, ExponentialCrossover
 from evomlp.errors import EvomlpError
 
-BOUNDS_HANDLING = ("clip", "reinitialize", "midpoint", "reflect")
 
 
 @dataclass
@@ -129,36 +132,17 @@ def sample_distinct(
 def binomial_crossover(
     rng: np.random.Generator, parents: np.ndarray, mutants: np.ndarray, crossover_rate: np.ndarray
 ) -> np.ndarray:
-    """Take each coordinate from the mutant with probability CR, and always at one random ``j_rand``.
-
-    ``crossover_rate``: a scalar or ``(P,)``. Returns the trials ``(P, D)``.
-    """
+    """Trials ``(P, D)`` of :class:`evomlp.de.trials.BinomialCrossover` (``crossover_rate``: scalar or ``(P,)``)."""
     n, dim = parents.shape
-    rate = np.broadcast_to(np.asarray(crossover_rate, dtype=float), (n,))
-    take = rng.random((n, dim)) < rate[:, None]
-    take[np.arange(n), rng.integers(0, dim, size=n)] = True
-    return np.where(take, mutants, parents)
+    return BinomialCrossover(rng, n, dim, crossover_rate).apply(0, n, parents, mutants)
 
 
 def exponential_crossover(
     rng: np.random.Generator, parents: np.ndarray, mutants: np.ndarray, crossover_rate: np.ndarray
 ) -> np.ndarray:
-    """Copy a cyclic run of coordinates from the mutant, starting at a random index.
-
-    The run has length ``L`` with ``P(L >= k) = CR^(k-1)``, capped at ``D`` (the classic loop "copy,
-    then continue while rand < CR"), drawn as a geometric variable.
-    """
+    """Trials ``(P, D)`` of :class:`evomlp.de.trials.ExponentialCrossover`."""
     n, dim = parents.shape
-    rate = np.broadcast_to(np.asarray(crossover_rate, dtype=float), (n,))
-    start = rng.integers(0, dim, size=n)
-    # geometric(1 - CR) counts trials up to the first "stop"; CR = 1 never stops.
-    stop_probability = np.clip(1.0 - rate, 1e-300, 1.0)
-    length = np.where(rate >= 1.0, dim, np.minimum(rng.geometric(stop_probability), dim))
-    offset = (np.arange(dim)[None, :] - start[:, None]) % dim
-    return np.where(offset < length[:, None], mutants, parents)
-
-
-CROSSOVERS = {"bin": binomial_crossover, "exp": exponential_crossover}
+    return ExponentialCrossover(rng, n, dim, crossover_rate).apply(0, n, parents, mutants)
 
 
 def repair_bounds(
@@ -169,37 +153,8 @@ def repair_bounds(
     upper: np.ndarray,
     method: str,
 ) -> np.ndarray:
-    """Bring coordinates outside ``[lower, upper]`` back inside, in place; returns ``trials``.
-
-    - ``clip``: onto the violated bound;
-    - ``reinitialize``: uniform in the bounds (scipy's choice);
-    - ``midpoint``: halfway between the parent and the violated bound (JADE, SHADE, L-SHADE, jSO);
-    - ``reflect``: mirrored at the violated bound (and clipped if still outside).
-    """
-    below = trials < lower
-    above = trials > upper
-    if method == "reinitialize":
-        # Draw a full matrix whatever is out of bounds, so the RNG advances the same way always.
-        fresh = lower + rng.random(trials.shape) * (upper - lower)
-        outside = below | above
-        trials[outside] = fresh[outside]
-        return trials
-    if not (below.any() or above.any()):
-        return trials
-    low = np.broadcast_to(lower, trials.shape)
-    high = np.broadcast_to(upper, trials.shape)
-    if method == "clip":
-        np.clip(trials, lower, upper, out=trials)
-    elif method == "midpoint":
-        trials[below] = (low[below] + parents[below]) / 2
-        trials[above] = (high[above] + parents[above]) / 2
-    elif method == "reflect":
-        trials[below] = 2 * low[below] - trials[below]
-        trials[above] = 2 * high[above] - trials[above]
-        np.clip(trials, lower, upper, out=trials)
-    else:
-        raise EvomlpError(f"bounds_handling: expected one of {list(BOUNDS_HANDLING)}, got {method!r}")
-    return trials
+    """:class:`evomlp.de.trials.BoundsRepair` of all rows of ``trials``, in place; returns ``trials``."""
+    return BoundsRepair(rng, method, lower, upper, trials.shape).apply(0, trials.shape[0], trials, parents)
 
 
 def sanitize_fitness(fitness: np.ndarray) -> np.ndarray:

@@ -26,15 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evomlp.de.base import (
-    BOUNDS_HANDLING,
-    CROSSOVERS,
-    DEState,
-    greedy_selection,
-    repair_bounds,
-    sample_distinct,
-    sanitize_fitness,
-)
+from evomlp.de.base import DEState, greedy_selection, sample_distinct, sanitize_fitness
+from evomlp.de.trials import BOUNDS_HANDLING, CROSSOVERS, BoundsRepair, TrialPlan
 from evomlp.errors import EvomlpError
 
 # base name -> number of random individuals it draws (besides i)
@@ -119,37 +112,48 @@ class DifferentialEvolution:
             value = float(mutation)
         return np.full(size, value)
 
-    def ask(self, state: DEState) -> np.ndarray:
+    def propose(self, state: DEState) -> TrialPlan:
+        """Draw this generation's randomness; the plan computes the trials by rows."""
         rng = state.rng
         population = state.population
         size = population.shape[0]
         current = np.arange(size)
         f = self._draw_f(rng, size)
         picks = sample_distinct(rng, size, MUTATIONS[self._base], current[:, None])
-        x = population[picks]  # (P, k, D)
-        scale = f[:, None]
         base = self._base
-        if base == "best1":
-            mutants = state.best + scale * (x[:, 0] - x[:, 1])
-        elif base == "rand1":
-            mutants = x[:, 0] + scale * (x[:, 1] - x[:, 2])
-        elif base == "randtobest1":
-            mutants = x[:, 0] + scale * (state.best - x[:, 0]) + scale * (x[:, 1] - x[:, 2])
-        elif base == "currenttobest1":
-            mutants = population + scale * (state.best - population) + scale * (x[:, 0] - x[:, 1])
-        elif base == "currenttopbest1":
+        best = state.best if base in ("best1", "randtobest1", "currenttobest1", "best2") else None
+        pbest = None
+        if base == "currenttopbest1":
             top = max(2, int(np.ceil(self.params.p_best * size)))
             ranked = np.argsort(state.fitness, kind="stable")[:top]
-            pbest = population[ranked[rng.integers(0, top, size=size)]]
-            mutants = population + scale * (pbest - population) + scale * (x[:, 0] - x[:, 1])
-        elif base == "best2":
-            mutants = state.best + scale * (x[:, 0] + x[:, 1] - x[:, 2] - x[:, 3])
-        else:  # rand2
-            mutants = x[:, 0] + scale * (x[:, 1] + x[:, 2] - x[:, 3] - x[:, 4])
+            pbest = ranked[rng.integers(0, top, size=size)]
+        scales = f[:, None]
+
+        def mutants(start: int, stop: int) -> np.ndarray:
+            x = population[picks[start:stop]]  # (rows, k, D)
+            scale = scales[start:stop]
+            if base == "best1":
+                return best + scale * (x[:, 0] - x[:, 1])
+            if base == "rand1":
+                return x[:, 0] + scale * (x[:, 1] - x[:, 2])
+            if base == "randtobest1":
+                return x[:, 0] + scale * (best - x[:, 0]) + scale * (x[:, 1] - x[:, 2])
+            if base == "best2":
+                return best + scale * (x[:, 0] + x[:, 1] - x[:, 2] - x[:, 3])
+            if base == "rand2":
+                return x[:, 0] + scale * (x[:, 1] + x[:, 2] - x[:, 3] - x[:, 4])
+            current_rows = population[start:stop]
+            target = best if base == "currenttobest1" else population[pbest[start:stop]]
+            return current_rows + scale * (target - current_rows) + scale * (x[:, 0] - x[:, 1])
+
         cr = np.full(size, float(self.params.crossover_rate))
-        trials = CROSSOVERS[self._crossover](rng, population, mutants, cr)
+        crossover = CROSSOVERS[self._crossover](rng, size, population.shape[1], cr)
+        repair = BoundsRepair(rng, self.params.bounds_handling, self.lower, self.upper, population.shape)
         state.trial_f, state.trial_cr = f, cr
-        return repair_bounds(rng, trials, population, self.lower, self.upper, self.params.bounds_handling)
+        return TrialPlan(population, mutants, crossover, repair)
+
+    def ask(self, state: DEState) -> np.ndarray:
+        return self.propose(state).build()
 
     def tell(self, state: DEState, trials: np.ndarray, trial_fitness: np.ndarray) -> DEState:
         greedy_selection(state, trials, sanitize_fitness(trial_fitness))

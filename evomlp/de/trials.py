@@ -1,0 +1,194 @@
+"""A generation's trials as a plan: every random number drawn now, the arithmetic done later by rows.
+
+``optimizer.propose(state)`` returns a :class:`TrialPlan`; ``plan.build(start, stop)`` returns
+trial rows ``start:stop``. ``optimizer.ask(state)`` is ``propose(state).build()``. Splitting the
+two lets the evaluator build each worker's chunk of trials in the thread that evaluates it: the
+``O(P D)`` work of a generation (gathering parents, the mutation arithmetic, the crossover mask,
+the bounds repair) is then spread over the cores instead of running in one thread between
+evaluations (it measured 0.9 ms of a 2.6 ms generation on the default problem).
+
+The plan gives the same trials, bit for bit, as drawing and computing everything at once, whatever
+the row blocks and whichever thread builds them:
+
+- what is drawn per individual (F, CR, the indices, ``j_rand``, crossover starts and lengths) is
+  drawn by :meth:`propose`, in the same order as a one-shot ask would;
+- a ``(P, D)`` matrix of uniforms (the binomial crossover mask, ``reinitialize`` repair) is a
+  :class:`DeferredUniforms`: the generator skips past it at once, and a block of rows is drawn
+  later from a copy of the generator advanced to that block's position in the stream;
+- every other operation is elementwise, so computing it on a block of rows gives the same values
+  as computing it on all rows.
+
+A plan reads the population it was proposed from: build it before ``tell`` changes that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from evomlp.errors import EvomlpError
+
+BOUNDS_HANDLING = ("clip", "reinitialize", "midpoint", "reflect")
+
+# Bit generators whose ``advance(n)`` skips exactly the outputs of ``n`` float64 uniforms (one
+# 64-bit output each). Philox counts its own blocks and MT19937/SFC64 cannot advance: with those
+# the uniforms are drawn at once (same values, built by rows from memory).
+_ADVANCEABLE = ("PCG64", "PCG64DXSM")
+
+
+class DeferredUniforms:
+    """The ``(rows, cols)`` matrix ``rng.random((rows, cols))`` would return now, drawn later by rows.
+
+    Creating it moves ``rng`` past the matrix (so what ``rng`` draws next is what it would draw
+    after ``rng.random``); :meth:`rows` draws rows ``start:stop`` from a copy of the generator
+    advanced to their place in the stream, in any order and from any thread.
+    """
+
+    def __init__(self, rng: np.random.Generator, shape: tuple[int, int]):
+        self.shape = (int(shape[0]), int(shape[1]))
+        bit_generator = rng.bit_generator
+        self._values: np.ndarray | None = None
+        self._state: dict | None = None
+        self._kind = type(bit_generator)
+        if type(bit_generator).__name__ in _ADVANCEABLE:
+            self._state = bit_generator.state
+            _skip(bit_generator, self.shape[0] * self.shape[1])
+        else:
+            self._values = rng.random(self.shape)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of the matrix, ``(stop - start, cols)``."""
+        if self._values is not None:
+            return self._values[start:stop]
+        bit_generator = self._kind(0)
+        bit_generator.state = self._state
+        if start:
+            bit_generator.advance(start * self.shape[1])
+        return np.random.Generator(bit_generator).random((stop - start, self.shape[1]))
+
+
+def _skip(bit_generator, n_outputs: int) -> None:
+    """Advance past ``n_outputs`` 64-bit outputs, keeping the buffered 32-bit half (``advance``
+    clears it, but a float64 draw never touches it, so the one-shot draw would have kept it)."""
+    before = bit_generator.state
+    bit_generator.advance(n_outputs)
+    after = bit_generator.state
+    after["has_uint32"], after["uinteger"] = before["has_uint32"], before["uinteger"]
+    bit_generator.state = after
+
+
+def _rates(crossover_rate, size: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(crossover_rate, dtype=float), (size,))
+
+
+class BinomialCrossover:
+    """Take each coordinate from the mutant with probability CR, and always at one random ``j_rand``.
+
+    Draws a ``(P, D)`` matrix of uniforms (deferred), then ``j_rand`` for every individual.
+    """
+
+    def __init__(self, rng: np.random.Generator, size: int, dim: int, crossover_rate):
+        self.rate = _rates(crossover_rate, size)
+        self.uniforms = DeferredUniforms(rng, (size, dim))
+        self.j_rand = rng.integers(0, dim, size=size)
+
+    def apply(self, start: int, stop: int, parents: np.ndarray, mutants: np.ndarray) -> np.ndarray:
+        take = self.uniforms.rows(start, stop) < self.rate[start:stop, None]
+        take[np.arange(stop - start), self.j_rand[start:stop]] = True
+        return np.where(take, mutants, parents)
+
+
+class ExponentialCrossover:
+    """Copy a cyclic run of coordinates from the mutant, starting at a random index.
+
+    The run has length ``L`` with ``P(L >= k) = CR^(k-1)``, capped at ``D`` (the classic loop "copy,
+    then continue while rand < CR"), drawn as a geometric variable.
+    """
+
+    def __init__(self, rng: np.random.Generator, size: int, dim: int, crossover_rate):
+        rate = _rates(crossover_rate, size)
+        self.dim = dim
+        self.start = rng.integers(0, dim, size=size)
+        # geometric(1 - CR) counts trials up to the first "stop"; CR = 1 never stops.
+        stop_probability = np.clip(1.0 - rate, 1e-300, 1.0)
+        self.length = np.where(rate >= 1.0, dim, np.minimum(rng.geometric(stop_probability), dim))
+
+    def apply(self, start: int, stop: int, parents: np.ndarray, mutants: np.ndarray) -> np.ndarray:
+        offset = (np.arange(self.dim)[None, :] - self.start[start:stop, None]) % self.dim
+        return np.where(offset < self.length[start:stop, None], mutants, parents)
+
+
+CROSSOVERS = {"bin": BinomialCrossover, "exp": ExponentialCrossover}
+
+
+class BoundsRepair:
+    """Bring coordinates outside ``[lower, upper]`` back inside.
+
+    - ``clip``: onto the violated bound;
+    - ``reinitialize``: uniform in the bounds (scipy's choice; draws a ``(P, D)`` matrix whatever
+      is outside, so the generator advances the same way always);
+    - ``midpoint``: halfway between the parent and the violated bound (JADE, SHADE, L-SHADE, jSO);
+    - ``reflect``: mirrored at the violated bound (and clipped if still outside).
+    """
+
+    def __init__(self, rng: np.random.Generator, method: str, lower: np.ndarray, upper: np.ndarray, shape):
+        if method not in BOUNDS_HANDLING:
+            raise EvomlpError(f"bounds_handling: expected one of {list(BOUNDS_HANDLING)}, got {method!r}")
+        self.method = method
+        self.lower = lower
+        self.upper = upper
+        self.uniforms = DeferredUniforms(rng, shape) if method == "reinitialize" else None
+
+    def apply(self, start: int, stop: int, trials: np.ndarray, parents: np.ndarray) -> np.ndarray:
+        """Repair rows ``start:stop`` (``trials`` and ``parents`` are those rows) in place; returns ``trials``."""
+        lower, upper = self.lower, self.upper
+        if self.method == "clip":
+            # Values inside stay as they are: clipping everything equals clipping what is outside.
+            np.maximum(trials, lower, out=trials)
+            return np.minimum(trials, upper, out=trials)
+        below = trials < lower
+        above = trials > upper
+        if self.method == "reinitialize":
+            fresh = lower + self.uniforms.rows(start, stop) * (upper - lower)
+            outside = below | above
+            trials[outside] = fresh[outside]
+            return trials
+        if not (below.any() or above.any()):
+            return trials
+        low = np.broadcast_to(lower, trials.shape)
+        high = np.broadcast_to(upper, trials.shape)
+        if self.method == "midpoint":
+            trials[below] = (low[below] + parents[below]) / 2
+            trials[above] = (high[above] + parents[above]) / 2
+        else:  # reflect
+            trials[below] = 2 * low[below] - trials[below]
+            trials[above] = 2 * high[above] - trials[above]
+            np.clip(trials, lower, upper, out=trials)
+        return trials
+
+
+@dataclass
+class TrialPlan:
+    """The trials of one generation, ready to be built by rows (see the module docstring).
+
+    ``mutants(start, stop)`` returns the mutant vectors of rows ``start:stop``; ``parents`` is the
+    population ``(P, D)`` they were proposed from.
+    """
+
+    parents: np.ndarray
+    mutants: Callable[[int, int], np.ndarray]
+    crossover: BinomialCrossover | ExponentialCrossover
+    repair: BoundsRepair
+
+    @property
+    def n_trials(self) -> int:
+        return int(self.parents.shape[0])
+
+    def build(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Trial rows ``start:stop`` (all rows by default), float64 ``(stop - start, D)``."""
+        stop = self.n_trials if stop is None else stop
+        parents = self.parents[start:stop]
+        trials = self.crossover.apply(start, stop, parents, self.mutants(start, stop))
+        return self.repair.apply(start, stop, trials, parents)
