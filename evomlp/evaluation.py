@@ -37,15 +37,17 @@ import uuid
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from evomlp.allocator import keep_freed_memory
-from evomlp.de.trials import TrialPlan
 from evomlp.errors import EvomlpError
 from evomlp.losses import accuracy, task_loss
 from evomlp.network import MLPSpec, forward_population
+
+if TYPE_CHECKING:  # the evaluator builds plans but does not need the optimizers to import
+    from evomlp.de.trials import TrialPlan
 
 BACKENDS = ("loky", "threading", "dask")
 DTYPES = ("float32", "float64")

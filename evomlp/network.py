@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evomlp import kernels
 from evomlp.errors import EvomlpError
 
 HIDDEN_ACTIVATIONS = ("relu", "tanh", "logistic", "identity", "elu", "softplus")
@@ -189,6 +190,7 @@ def forward_population(spec: MLPSpec, population: np.ndarray, X: np.ndarray) -> 
     widest = max(spec.hidden_layers, default=1)
     zeros = _zeros(dtype, max(FORWARD_INDIVIDUALS_BYTES // dtype.itemsize, widest)) if "relu" in spec.activations else None
     activations = spec.activations
+    compiled = kernels.available()
     last = len(layers) - 1
     for row_start in range(0, n_rows, block_rows):
         rows = slice(row_start, min(row_start + block_rows, n_rows))
@@ -203,9 +205,12 @@ def forward_population(spec: MLPSpec, population: np.ndarray, X: np.ndarray) -> 
                     np.matmul(hidden, W[individuals], out=target)
                 else:
                     target = np.matmul(hidden, W[individuals])
-                target += b[individuals]
-                if index != last:
-                    _activate(activations[index], target, zeros)
+                if index != last and activations[index] == "relu" and compiled:
+                    kernels.bias_relu(target, b[individuals])  # one pass instead of two
+                else:
+                    target += b[individuals]
+                    if index != last:
+                        _activate(activations[index], target, zeros)
                 hidden = target
     return out
 

@@ -262,7 +262,7 @@ def test_current_to_pbest_formula_by_hand():
     mutants = current_to_pbest_1(
         population, archive, np.array([1, 1, 1, 1]), np.array([2, 0, 3, 1]), np.array([4, 4, 0, 0]),
         f=np.full(4, 0.5), f_pbest=np.full(4, 0.25),
-    )
+    ).rows(0, 4)
     x = population
     assert np.allclose(mutants[0], x[0] + 0.25 * (x[1] - x[0]) + 0.5 * (x[2] - archive[0]))
     assert np.allclose(mutants[3], x[3] + 0.25 * (x[1] - x[3]) + 0.5 * (x[1] - x[0]))
@@ -398,9 +398,9 @@ def test_jso_weighted_mutation_schedule(monkeypatch):
     seen = []
     real = adaptive.current_to_pbest_1
 
-    def spy(population, archive, pbest, r1, r2, f, f_pbest=None, **rows):
+    def spy(population, archive, pbest, r1, r2, f, f_pbest=None):
         seen.append((np.asarray(f), np.asarray(f_pbest)))
-        return real(population, archive, pbest, r1, r2, f, f_pbest, **rows)
+        return real(population, archive, pbest, r1, r2, f, f_pbest)
 
     monkeypatch.setattr(adaptive, "current_to_pbest_1", spy)
     for progress, factor in [(0.1, 0.7), (0.3, 0.8), (0.5, 1.2), (0.9, 1.2)]:

@@ -81,7 +81,7 @@ def test_plans_match_for_every_bit_generator(bit_generator):
 def test_reinitialize_draws_inside_the_box_and_only_where_a_coordinate_was_outside():
     optimizer, state = started("rand1bin", "reinitialize", generations=0)
     plan = optimizer.propose(state)
-    unrepaired = plan.crossover.apply(0, plan.n_trials, plan.parents, plan.mutants(0, plan.n_trials))
+    unrepaired = plan.crossover.apply(0, plan.n_trials, plan.parents, plan.mutation.rows(0, plan.n_trials))
     trials = plan.build()
     outside = (unrepaired < -1) | (unrepaired > 1)
     assert outside.any() and not outside.all()

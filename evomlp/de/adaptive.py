@@ -50,7 +50,7 @@ from __future__ import annotations
 import numpy as np
 
 from evomlp.de.base import DEState, greedy_selection, sample_distinct, sanitize_fitness
-from evomlp.de.trials import BOUNDS_HANDLING, BinomialCrossover, BoundsRepair, TrialPlan
+from evomlp.de.trials import BOUNDS_HANDLING, TWO_DIFFERENCES, BinomialCrossover, BoundsRepair, Mutation, TrialPlan
 from evomlp.errors import EvomlpError
 
 TERMINAL_CR = -1.0
@@ -208,28 +208,15 @@ def current_to_pbest_1(
     r2: np.ndarray,
     f: np.ndarray,
     f_pbest: np.ndarray | None = None,
-    start: int = 0,
-    stop: int | None = None,
-) -> np.ndarray:
+) -> Mutation:
     """``v = x + F_pbest (x_pbest - x) + F (x_r1 - x~_r2)``, ``x~`` = population then archive.
 
     ``f_pbest`` defaults to ``f`` (JADE, SHADE, L-SHADE); jSO weights the first difference.
-    Returns rows ``start:stop`` of ``v`` (the index and F arrays cover all rows).
+    ``.rows(start, stop)`` of the result computes the mutants.
     """
-    size = population.shape[0]
-    rows = slice(start, size if stop is None else stop)
-    f = np.asarray(f, dtype=float)[rows]
-    f_pbest = f if f_pbest is None else np.asarray(f_pbest, dtype=float)[rows]
-    r2 = r2[rows]
-    from_population = r2 < size
-    if from_population.all():
-        second = population[r2]
-    else:  # x~_r2 from the population or the archive, without concatenating the two
-        second = np.empty((r2.shape[0], population.shape[1]))
-        second[from_population] = population[r2[from_population]]
-        second[~from_population] = archive[r2[~from_population] - size]
-    current = population[rows]
-    return current + f_pbest[:, None] * (population[pbest[rows]] - current) + f[:, None] * (population[r1[rows]] - second)
+    current = np.arange(population.shape[0])
+    terms = np.column_stack([current, pbest, r1, r2])
+    return Mutation(TWO_DIFFERENCES, terms, f if f_pbest is None else f_pbest, f, population, archive)
 
 
 # -- population size ------------------------------------------------------------------------------
@@ -412,15 +399,12 @@ class AdaptiveDE:
         pbest, r1, r2 = draw_mutation_indices(
             rng, state.fitness, p_count, archive.shape[0], self.avoid_self_as_pbest(state)
         )
-        f_pbest = self.pbest_scale(state, f)
-
-        def mutants(start: int, stop: int) -> np.ndarray:
-            return current_to_pbest_1(population, archive, pbest, r1, r2, f, f_pbest, start=start, stop=stop)
+        mutation = current_to_pbest_1(population, archive, pbest, r1, r2, f, self.pbest_scale(state, f))
 
         crossover = BinomialCrossover(rng, population.shape[0], population.shape[1], cr)
         repair = BoundsRepair(rng, self.bounds_handling, self.lower, self.upper, population.shape)
         state.trial_f, state.trial_cr = f, cr
-        return TrialPlan(population, mutants, crossover, repair)
+        return TrialPlan(population, mutation, crossover, repair)
 
     def ask(self, state: DEState) -> np.ndarray:
         return self.propose(state).build()

@@ -27,7 +27,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from evomlp.de.base import DEState, greedy_selection, sample_distinct, sanitize_fitness
-from evomlp.de.trials import BOUNDS_HANDLING, CROSSOVERS, BoundsRepair, TrialPlan
+from evomlp.de.trials import (
+    BOUNDS_HANDLING,
+    CROSSOVERS,
+    FOUR_TERMS,
+    LINEAR,
+    TWO_DIFFERENCES,
+    BoundsRepair,
+    Mutation,
+    TrialPlan,
+)
 from evomlp.errors import EvomlpError
 
 # base name -> number of random individuals it draws (besides i)
@@ -121,36 +130,27 @@ class DifferentialEvolution:
         f = self._draw_f(rng, size)
         picks = sample_distinct(rng, size, MUTATIONS[self._base], current[:, None])
         base = self._base
-        best = state.best if base in ("best1", "randtobest1", "currenttobest1", "best2") else None
-        pbest = None
+        best = np.full(size, state.best_index)
         if base == "currenttopbest1":
             top = max(2, int(np.ceil(self.params.p_best * size)))
             ranked = np.argsort(state.fitness, kind="stable")[:top]
             pbest = ranked[rng.integers(0, top, size=size)]
-        scales = f[:, None]
-
-        def mutants(start: int, stop: int) -> np.ndarray:
-            x = population[picks[start:stop]]  # (rows, k, D)
-            scale = scales[start:stop]
-            if base == "best1":
-                return best + scale * (x[:, 0] - x[:, 1])
-            if base == "rand1":
-                return x[:, 0] + scale * (x[:, 1] - x[:, 2])
-            if base == "randtobest1":
-                return x[:, 0] + scale * (best - x[:, 0]) + scale * (x[:, 1] - x[:, 2])
-            if base == "best2":
-                return best + scale * (x[:, 0] + x[:, 1] - x[:, 2] - x[:, 3])
-            if base == "rand2":
-                return x[:, 0] + scale * (x[:, 1] + x[:, 2] - x[:, 3] - x[:, 4])
-            current_rows = population[start:stop]
-            target = best if base == "currenttobest1" else population[pbest[start:stop]]
-            return current_rows + scale * (target - current_rows) + scale * (x[:, 0] - x[:, 1])
-
+        x = [picks[:, column] for column in range(picks.shape[1])]
+        if base in ("best1", "rand1"):
+            form, terms = LINEAR, ([best] if base == "best1" else []) + x
+        elif base in ("best2", "rand2"):
+            form, terms = FOUR_TERMS, ([best] if base == "best2" else []) + x
+        elif base == "randtobest1":  # x0 + F (best - x0) + F (x1 - x2)
+            form, terms = TWO_DIFFERENCES, [x[0], best, x[1], x[2]]
+        else:  # x_i + F (best or pbest - x_i) + F (x0 - x1)
+            target = best if base == "currenttobest1" else pbest
+            form, terms = TWO_DIFFERENCES, [current, target, x[0], x[1]]
+        mutation = Mutation(form, np.column_stack(terms), f, f, population, np.empty((0, population.shape[1])))
         cr = np.full(size, float(self.params.crossover_rate))
         crossover = CROSSOVERS[self._crossover](rng, size, population.shape[1], cr)
         repair = BoundsRepair(rng, self.params.bounds_handling, self.lower, self.upper, population.shape)
         state.trial_f, state.trial_cr = f, cr
-        return TrialPlan(population, mutants, crossover, repair)
+        return TrialPlan(population, mutation, crossover, repair)
 
     def ask(self, state: DEState) -> np.ndarray:
         return self.propose(state).build()

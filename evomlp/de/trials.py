@@ -24,10 +24,9 @@ A plan reads the population it was proposed from: build it before ``tell`` chang
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 
+from evomlp import kernels
 from evomlp.errors import EvomlpError
 
 BOUNDS_HANDLING = ("clip", "reinitialize", "midpoint", "reflect")
@@ -131,6 +130,9 @@ class BoundsRepair:
       is outside, so the generator advances the same way always);
     - ``midpoint``: halfway between the parent and the violated bound (JADE, SHADE, L-SHADE, jSO);
     - ``reflect``: mirrored at the violated bound (and clipped if still outside).
+
+    Coordinates inside the box are never touched (by ``clip``: ``maximum``/``minimum`` leave them
+    as they are, but for a signed zero meeting a zero bound, which becomes the bound).
     """
 
     def __init__(self, rng: np.random.Generator, method: str, lower: np.ndarray, upper: np.ndarray, shape):
@@ -162,23 +164,78 @@ class BoundsRepair:
         if self.method == "midpoint":
             trials[below] = (low[below] + parents[below]) / 2
             trials[above] = (high[above] + parents[above]) / 2
-        else:  # reflect
+        else:  # reflect, then clip what the reflection left outside
+            reflected = below | above
             trials[below] = 2 * low[below] - trials[below]
             trials[above] = 2 * high[above] - trials[above]
-            np.clip(trials, lower, upper, out=trials)
+            trials[reflected] = np.clip(trials[reflected], low[reflected], high[reflected])
         return trials
+
+
+# The shapes of every DE mutation here, evaluated left to right exactly as written (numpy's order,
+# which the compiled kernel repeats, so both give the same bits). a..e are rows of the population
+# (or, at index P and beyond, of the archive), s1 and s2 per-individual scale factors.
+LINEAR = 0  # a + s1 (b - c)                   best1, rand1
+TWO_DIFFERENCES = 1  # a + s1 (b - a) + s2 (c - d)   randtobest1, current-to-(p)best/1 (JADE and successors)
+FOUR_TERMS = 2  # a + s1 (b + c - d - e)        best2, rand2
+_TERMS = {LINEAR: 3, TWO_DIFFERENCES: 4, FOUR_TERMS: 5}
+
+
+@dataclass
+class Mutation:
+    """Mutant vectors ``v_i`` of one of the three :data:`LINEAR`, :data:`TWO_DIFFERENCES`,
+    :data:`FOUR_TERMS` forms; ``terms (P, k)`` holds the row index of ``a, b, ...`` for each ``i``."""
+
+    form: int
+    terms: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+    population: np.ndarray
+    archive: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.terms = np.ascontiguousarray(self.terms, dtype=np.int64)
+        if self.terms.shape[1] != _TERMS[self.form]:
+            raise ValueError(f"mutation form {self.form} takes {_TERMS[self.form]} terms, got {self.terms.shape[1]}")
+        size = self.population.shape[0]
+        self.s1 = np.ascontiguousarray(np.broadcast_to(np.asarray(self.s1, dtype=float), (size,)))
+        self.s2 = np.ascontiguousarray(np.broadcast_to(np.asarray(self.s2, dtype=float), (size,)))
+        if self.archive.shape[0] == 0:
+            self.archive = np.empty((0, self.population.shape[1]))
+
+    def _rows(self, column: int, start: int, stop: int) -> np.ndarray:
+        """Term ``column`` of rows ``start:stop``: rows of the population, or of the archive."""
+        index = self.terms[start:stop, column]
+        size = self.population.shape[0]
+        inside = index < size
+        if inside.all():
+            return self.population[index]
+        rows = np.empty((index.shape[0], self.population.shape[1]))
+        rows[inside] = self.population[index[inside]]
+        rows[~inside] = self.archive[index[~inside] - size]
+        return rows
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """The mutants of rows ``start:stop``, ``(stop - start, D)``."""
+        a, b, c = (self._rows(column, start, stop) for column in range(3))
+        s1 = self.s1[start:stop, None]
+        if self.form == LINEAR:
+            return a + s1 * (b - c)
+        d = self._rows(3, start, stop)
+        if self.form == TWO_DIFFERENCES:
+            return a + s1 * (b - a) + self.s2[start:stop, None] * (c - d)
+        return a + s1 * (b + c - d - self._rows(4, start, stop))
 
 
 @dataclass
 class TrialPlan:
     """The trials of one generation, ready to be built by rows (see the module docstring).
 
-    ``mutants(start, stop)`` returns the mutant vectors of rows ``start:stop``; ``parents`` is the
-    population ``(P, D)`` they were proposed from.
+    ``parents`` is the population ``(P, D)`` the ``mutation`` was proposed from.
     """
 
     parents: np.ndarray
-    mutants: Callable[[int, int], np.ndarray]
+    mutation: Mutation
     crossover: BinomialCrossover | ExponentialCrossover
     repair: BoundsRepair
 
@@ -187,8 +244,30 @@ class TrialPlan:
         return int(self.parents.shape[0])
 
     def build(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Trial rows ``start:stop`` (all rows by default), float64 ``(stop - start, D)``."""
+        """Trial rows ``start:stop`` (all rows by default), float64 ``(stop - start, D)``.
+
+        In one compiled pass when numba is there (:mod:`evomlp.kernels`), otherwise with numpy
+        (:meth:`build_with_numpy`): the same bits either way.
+        """
+        stop = self.n_trials if stop is None else stop
+        if not kernels.available():
+            return self.build_with_numpy(start, stop)
+        mutation, crossover, repair = self.mutation, self.crossover, self.repair
+        binomial = isinstance(crossover, BinomialCrossover)
+        return kernels.build_trials(
+            self.parents, mutation.archive, mutation.form, mutation.terms, mutation.s1, mutation.s2, start, stop,
+            uniforms=crossover.uniforms.rows(start, stop) if binomial else None,
+            rate=crossover.rate if binomial else None,
+            j_rand=crossover.j_rand if binomial else None,
+            first=None if binomial else crossover.start,
+            length=None if binomial else crossover.length,
+            repair=repair.method, lower=repair.lower, upper=repair.upper,
+            fresh=repair.uniforms.rows(start, stop) if repair.uniforms is not None else None,
+        )
+
+    def build_with_numpy(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """:meth:`build` in numpy, one operation over the whole block at a time."""
         stop = self.n_trials if stop is None else stop
         parents = self.parents[start:stop]
-        trials = self.crossover.apply(start, stop, parents, self.mutants(start, stop))
+        trials = self.crossover.apply(start, stop, parents, self.mutation.rows(start, stop))
         return self.repair.apply(start, stop, trials, parents)

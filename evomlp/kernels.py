@@ -1,0 +1,200 @@
+"""Compiled loops (numba) for the two hot spots where numpy needs several passes over memory.
+
+- :func:`build_trials`: mutation, crossover and bounds repair of a block of trial rows in one pass
+  over the weights (numpy: a gather per term, three arithmetic passes, a mask, ``where``, the
+  repair);
+- :func:`bias_relu`: a hidden layer's bias and ReLU, in place, in one pass instead of two.
+
+Both repeat numpy's operations in numpy's order, element by element, without fast-math (no
+reassociation, no fused multiply-add), so they give the same bits as the numpy code they stand in
+for: :meth:`evomlp.de.trials.TrialPlan.build_with_numpy` and the numpy branch of
+:func:`evomlp.network.forward_population` stay, and ``tests/test_kernels.py`` compares the two on
+every strategy, crossover and repair. Both release the GIL, so the threads of the threading
+backend run them at the same time.
+
+numba is imported and a loop compiled on first use: ``bias_relu`` once per dtype (cached on disk
+next to this file), ``build_trials`` once per process for each (mutation form, crossover, repair)
+in use, about 0.3 s, specialised so that the inner loop carries no branch for the other cases.
+Without numba, or with ``EVOMLP_NUMBA=0`` in the environment, :func:`available` is false and the
+numpy code runs: the same results, slower.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+REPAIRS = ("clip", "reinitialize", "midpoint", "reflect")
+
+_LOCK = threading.Lock()
+_STATE: dict = {}
+
+
+def available() -> bool:
+    """Whether the compiled loops can be used (numba importable and not disabled)."""
+    if "numba" not in _STATE:
+        with _LOCK:
+            if "numba" not in _STATE:
+                _STATE["numba"] = _import_numba()
+    return _STATE["numba"] is not None
+
+
+def _import_numba():
+    if os.environ.get("EVOMLP_NUMBA", "1") == "0":
+        return None
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba
+
+
+def build_trials(
+    population: np.ndarray,
+    archive: np.ndarray,
+    form: int,
+    terms: np.ndarray,
+    s1: np.ndarray,
+    s2: np.ndarray,
+    start: int,
+    stop: int,
+    *,
+    uniforms: np.ndarray | None,
+    rate: np.ndarray | None,
+    j_rand: np.ndarray | None,
+    first: np.ndarray | None,
+    length: np.ndarray | None,
+    repair: str,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    fresh: np.ndarray | None,
+) -> np.ndarray:
+    """Trial rows ``start:stop``, float64, of :class:`evomlp.de.trials.TrialPlan` (which documents
+    the arguments): binomial crossover when ``uniforms`` (rows ``start:stop``), ``rate`` and
+    ``j_rand`` are given, exponential with ``first`` and ``length``; ``fresh`` (rows
+    ``start:stop``) are the uniforms of the ``reinitialize`` repair."""
+    no_matrix = np.empty((0, 0))
+    no_index = np.empty(0, dtype=np.int64)
+    binomial = uniforms is not None
+
+    def contiguous(array, empty, dtype=None):
+        return empty if array is None else np.ascontiguousarray(array, dtype=dtype or empty.dtype)
+
+    out = np.empty((stop - start, population.shape[1]))
+    kernel = _build_kernel(form, binomial, REPAIRS.index(repair))
+    kernel(
+        population, archive, terms, s1, s2, start, contiguous(uniforms, no_matrix),
+        contiguous(rate, np.empty(0)), contiguous(j_rand, no_index), contiguous(first, no_index),
+        contiguous(length, no_index), np.ascontiguousarray(lower, dtype=np.float64),
+        np.ascontiguousarray(upper, dtype=np.float64), contiguous(fresh, no_matrix), out,
+    )
+    return out
+
+
+def bias_relu(z: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``z = maximum(z + bias, 0)`` in place (``z (B, R, F)`` C-contiguous, ``bias (B, 1, F)``)."""
+    if "bias_relu" not in _STATE:
+        with _LOCK:
+            if "bias_relu" not in _STATE:
+                _STATE["bias_relu"] = _compile_bias_relu()
+    _STATE["bias_relu"](z, bias)
+    return z
+
+
+def _compile_bias_relu():
+    from numba import njit
+
+    @njit(nogil=True, cache=True)
+    def kernel_bias_relu(z, bias):
+        n_blocks, n_rows, width = z.shape
+        zero = np.zeros(1, z.dtype)[0]
+        for i in range(n_blocks):
+            b = np.ascontiguousarray(bias[i, 0])
+            for r in range(n_rows):
+                zr = z[i, r]
+                for k in range(width):
+                    v = zr[k] + b[k]
+                    # numpy's maximum(v, 0): NaN stays NaN; on a tie (-0.0) it returns the second
+                    # operand, +0.0; numba's max(a, b) keeps a on ties, hence max(zero, v)
+                    zr[k] = max(zero, v) if v == v else v
+
+    return kernel_bias_relu
+
+
+def _build_kernel(form: int, binomial: bool, repair: int):
+    key = ("build_trials", form, binomial, repair)
+    if key not in _STATE:
+        with _LOCK:
+            if key not in _STATE:
+                _STATE[key] = _compile_build_trials(form, binomial, repair)
+    return _STATE[key]
+
+
+def _compile_build_trials(form: int, binomial: bool, repair: int):
+    """The loop for one mutation form (see :mod:`evomlp.de.trials`), crossover and repair; numba
+    freezes the three closure variables into constants, so the dead cases compile away."""
+    from numba import njit
+
+    @njit(nogil=True)
+    def row_of(population, archive, index):
+        """Row ``index`` of the population followed by the archive (a view, taken once per trial)."""
+        size = population.shape[0]
+        if index < size:
+            return population[index]
+        return archive[index - size]
+
+    @njit(nogil=True)
+    def kernel_build_trials(population, archive, terms, s1, s2, start, uniforms, rate, j_rand, first,
+                            length, lower, upper, fresh, out):
+        n_rows, dim = out.shape
+        n_terms = terms.shape[1]
+        for row in range(n_rows):
+            i = start + row
+            ra = row_of(population, archive, terms[i, 0])
+            rb = row_of(population, archive, terms[i, 1])
+            rc = row_of(population, archive, terms[i, 2])
+            rd = row_of(population, archive, terms[i, 3]) if n_terms > 3 else ra
+            re = row_of(population, archive, terms[i, 4]) if n_terms > 4 else ra
+            scale1, scale2 = s1[i], s2[i]
+            parent_row, out_row = population[i], out[row]
+            if binomial:
+                uniform_row, cr, j = uniforms[row], rate[i], j_rand[i]
+            else:
+                run_start, run_length = first[i], length[i]
+            for k in range(dim):
+                if binomial:
+                    take = uniform_row[k] < cr or k == j
+                else:
+                    take = (k - run_start) % dim < run_length
+                parent = parent_row[k]
+                if not take:
+                    v = parent
+                elif form == 0:  # a + s1 (b - c)
+                    v = ra[k] + scale1 * (rb[k] - rc[k])
+                elif form == 1:  # a + s1 (b - a) + s2 (c - d)
+                    v = ra[k] + scale1 * (rb[k] - ra[k]) + scale2 * (rc[k] - rd[k])
+                else:  # a + s1 (b + c - d - e)
+                    v = ra[k] + scale1 * (rb[k] + rc[k] - rd[k] - re[k])
+                low, high = lower[k], upper[k]
+                # numpy's maximum(v, low) and minimum(v, high) return the bound on ties (signed zeros)
+                if repair == 0:  # clip
+                    v = low if v <= low else v
+                    v = high if v >= high else v
+                elif repair == 1:  # reinitialize
+                    if v < low or v > high:
+                        v = low + fresh[row, k] * (high - low)
+                elif repair == 2:  # midpoint
+                    if v < low:
+                        v = (low + parent) / 2
+                    elif v > high:
+                        v = (high + parent) / 2
+                else:  # reflect, then clip what the reflection left outside
+                    if v < low or v > high:
+                        v = 2 * low - v if v < low else 2 * high - v
+                        v = low if v <= low else v
+                        v = high if v >= high else v
+                out_row[k] = v
+
+    return kernel_build_trials
