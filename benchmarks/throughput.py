@@ -10,12 +10,16 @@ Systems, all running whole optimisation runs of the same length (``G`` generatio
 initial population, so ``P (G + 1)`` evaluations), with the initial population drawn the same way
 (``he`` initialisation, bounds +-5):
 
-- ``evomlp``: the real ask -> evaluate -> tell loop of :mod:`evomlp.de` (classic ``rand1bin``,
-  F 0.5, CR 0.9, built with :func:`evomlp.de.make_optimizer`) around a
+- ``evomlp``: the real propose -> build and evaluate -> tell loop of the trainer (classic
+  ``rand1bin``, F 0.5, CR 0.9, built with :func:`evomlp.de.make_optimizer`) around a
   :class:`evomlp.evaluation.PopulationEvaluator`, ``n_jobs`` 1 (in-process) and 2 (backend
   ``loky``: the calling process and one worker process), in float32 and float64. The optimizer's
-  own time is included (column ``opt%``: its share of the wall time).
+  own time is included: column ``opt%`` is the share of ``propose`` and ``tell``; building the
+  trials (mutation, crossover, repair) happens in the evaluator, in the threads that evaluate them
+  with backend ``threading``, and counts as evaluation.
 - ``evomlp-threading``: the same with backend ``threading`` (n_jobs 2, float32).
+- ``evomlp-auto``, ``evomlp-threading-auto``: ``runtime.n_jobs: auto`` under ``loky`` and
+  ``threading`` (float32).
 - ``evomlp-joblib``: n_jobs 2 float32 dispatched through ``joblib.Parallel`` instead of the executor (the design it replaced):
   ``joblib.Parallel(backend="loky")``, the problem pickled with every chunk of every generation
   (with the new forward pass, so the difference is the dispatch).
@@ -205,7 +209,7 @@ def run_evomlp(problem: Problem, size: int, generations: int, dtype: str, n_jobs
     optimizer = make_optimizer("rand1bin", lower, upper, mutation=MUTATION, crossover_rate=CROSSOVER)
     fitness_problem = FitnessProblem(problem.spec, problem.X, problem.y, dtype=dtype)
     if n_jobs == "auto":
-        n_jobs = resolve_n_jobs("auto", fitness_problem, size)  # what runtime.n_jobs: auto picks
+        n_jobs = resolve_n_jobs("auto", fitness_problem, size, backend)  # what runtime.n_jobs: auto picks
     if n_jobs > 1 and backend == "loky":
         warm_pool(n_jobs, evaluator_class is JoblibEvaluator)
     rng = np.random.default_rng(1)
@@ -301,7 +305,8 @@ def run_keras(problem: Problem, size: int, generations: int) -> tuple[float, flo
 # -- the plan --------------------------------------------------------------------------------
 def plan(quick: bool) -> list[tuple[str, int, int, list[tuple[str, int, str]], int]]:
     """``(problem, population, generations, systems, repeats)``; a system is ``(system, n_jobs, dtype)``."""
-    evomlp = [("evomlp", j, d) for d in ("float32", "float64") for j in (1, 2)] + [("evomlp-auto", "auto", "float32")]
+    evomlp = [("evomlp", j, d) for d in ("float32", "float64") for j in (1, 2)] + [
+        ("evomlp-auto", "auto", "float32"), ("evomlp-threading-auto", "auto", "float32")]
     others = [("evomlp-threading", 2, "float32"), ("evomlp-joblib", 2, "float32")]
     resend = [("evomlp-resend", 2, "float32")]
     scipy_both = [("scipy", 1, "float64"), ("scipy-vectorized", 1, "float64")]
@@ -320,7 +325,8 @@ def plan(quick: bool) -> list[tuple[str, int, int, list[tuple[str, int, str]], i
         ("bc-x10", 1000, 2, evomlp + others + scipy_vec, 1),
         ("bc-x100", 50, 3, evomlp + others + resend + scipy_vec, 2),
         ("bc-x100", 200, 2, evomlp + others + scipy_vec, 1),
-        ("bc-x100", 1000, 1, [("evomlp", 1, "float32"), ("evomlp", 2, "float32"), ("evomlp-auto", "auto", "float32")], 1),
+        ("bc-x100", 1000, 1, [("evomlp", 1, "float32"), ("evomlp", 2, "float32"), ("evomlp-auto", "auto", "float32"),
+                              ("evomlp-threading", 2, "float32"), ("evomlp-threading-auto", "auto", "float32")], 1),
         ("digits", 50, 30, evomlp + others + scipy_both, 2),
         ("digits", 200, 10, evomlp + others + scipy_both, 2),
         ("digits", 1000, 2, evomlp + others + scipy_vec, 1),
@@ -332,7 +338,7 @@ def measure(problem: Problem, size: int, generations: int, system: str, n_jobs: 
         return run_evomlp(problem, size, generations, dtype, n_jobs)
     if system == "evomlp-auto":
         return run_evomlp(problem, size, generations, dtype, n_jobs)
-    if system == "evomlp-threading":
+    if system in ("evomlp-threading", "evomlp-threading-auto"):
         return run_evomlp(problem, size, generations, dtype, n_jobs, backend="threading")
     if system == "evomlp-resend":
         return run_evomlp(problem, size, generations, dtype, n_jobs, evaluator_class=ResendingEvaluator)
@@ -411,6 +417,9 @@ def main() -> None:
         print("keras: skipped (tensorflow is not importable)")
 
     problems = make_problems()
+    # Compile (or load) the numba loops and start the worker processes before timing anything.
+    for dtype in ("float32", "float64"):
+        run_evomlp(problems["bc"], 8, 2, dtype, 2)
     measured = []
     groups = plan(args.quick)
     for number, (name, size, generations, systems, repeats) in enumerate(groups):
@@ -463,8 +472,9 @@ def main() -> None:
           "(n_jobs 1)")
     print("  G = executor dispatch / joblib.Parallel dispatch (n_jobs 2 float32)   H = threading / loky (n_jobs 2 float32)"
           "   I = data sent once / with every chunk (n_jobs 2 float32)")
-    print("  J = n_jobs auto / the better of n_jobs 1 and 2 (float32; below 0.90 means auto chose badly)")
-    print(f"  {'problem':<8} {'P':>5} " + " ".join(f"{c:>6}" for c in "ABCDEFGHIJ"))
+    print("  J, K = n_jobs auto / the better of n_jobs 1 and 2, under loky (J) and threading (K) (float32; below "
+          "0.90 means auto chose badly)")
+    print(f"  {'problem':<8} {'P':>5} " + " ".join(f"{c:>6}" for c in "ABCDEFGHIJK"))
     for problem, size, _, _, _ in measured:
         def get(system, n_jobs, dtype, name=problem.name, size=size):
             return index.get((name, size, system, n_jobs, dtype))
@@ -485,6 +495,8 @@ def main() -> None:
             ratio(get("evomlp", 2, "float32"), get("evomlp-resend", 2, "float32")),
             ratio(get("evomlp-auto", "auto", "float32"),
                   max(get("evomlp", 1, "float32") or 0, get("evomlp", 2, "float32") or 0) or None),
+            ratio(get("evomlp-threading-auto", "auto", "float32"),
+                  max(get("evomlp", 1, "float32") or 0, get("evomlp-threading", 2, "float32") or 0) or None),
         ]
         print(f"  {problem.name:<8} {size:>5} " + " ".join(cells))
 

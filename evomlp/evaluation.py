@@ -262,31 +262,44 @@ def effective_n_jobs(n_jobs: int) -> int:
     return n_jobs
 
 
-# n_jobs "auto": see choose_n_jobs for the measurements behind these.
-AUTO_MIN_FLOPS_PER_GENERATION = 0.2e9  # float64-equivalent FLOPs per generation to use workers
-AUTO_MIN_FLOPS_PER_WORKER = 0.1e9  # never less work than this per worker...
+# n_jobs "auto": see choose_n_jobs for the measurements behind these. Per backend: float64-
+# equivalent FLOPs per generation to go parallel at all, and never less work than the second
+# number per worker...
+AUTO_MIN_FLOPS = {"loky": (0.2e9, 0.1e9), "dask": (0.2e9, 0.1e9), "threading": (0.01e9, 0.005e9)}
+AUTO_MIN_FLOPS_PER_GENERATION, AUTO_MIN_FLOPS_PER_WORKER = AUTO_MIN_FLOPS["loky"]
 AUTO_MIN_INDIVIDUALS_PER_WORKER = 8  # ...nor fewer individuals
 
 
-def choose_n_jobs(problem: FitnessProblem, population_size: int, cores: int | None = None) -> int:
+def choose_n_jobs(
+    problem: FitnessProblem, population_size: int, cores: int | None = None, backend: str = "loky"
+) -> int:
     """``runtime.n_jobs: auto``: 1 (in-process) or a number of workers, by the work per generation.
 
     Rule, with ``work = population_size x problem.flops_per_evaluation`` (``2 N sum(fan_in
-    fan_out)`` per individual), halved for float32 (whose forward pass runs about twice as fast):
+    fan_out)`` per individual), halved for float32 (whose forward pass runs about twice as fast),
+    and ``(first, per_worker)`` = :data:`AUTO_MIN_FLOPS` of the backend:
 
-    - ``work < 0.2 GFLOP`` (about 8 ms of in-process evaluation in float64, 4 ms in float32), or a
-      single core: 1, in-process;
-    - otherwise ``min(cores, work // 0.1 GFLOP, population_size // 8)`` (at least 1).
+    - ``work < first``, or a single core: 1, in-process;
+    - otherwise ``min(cores, work // per_worker, population_size // 8)`` (at least 1).
 
-    ``cores`` defaults to :func:`joblib.cpu_count` (CPU affinity and cgroup quotas). Measured with
-    ``python benchmarks/throughput.py`` on a quiet 2-core machine (column J compares auto with the
-    better of n_jobs 1 and 2): going parallel costs about 0.45 ms per generation for a loky round
-    trip (0.2 ms with threads) plus sending the chunks (P = 1,000 x 4,097 weights: +2 ms through
-    the shared file). n_jobs 2 vs 1 (float32) measured 1.01x at 0.08 GFLOP per generation (the
-    default problem, P = 50), 1.25x at 0.32 (P = 200), 1.5x for digits at P = 50 (0.32), 1.7-2.3x
-    from 0.8 GFLOP up (rows x10 and x100); so workers pay from about 0.2 GFLOP. When another
-    process keeps the second core busy, n_jobs 2 measured 0.74-0.94x below 1 GFLOP: ``auto``
-    cannot see that load, and a shared machine may do better with ``n_jobs: 1``.
+    ``cores`` defaults to :func:`joblib.cpu_count` (CPU affinity and cgroup quotas).
+
+    Process workers (``loky``, ``dask``): 0.2 and 0.1 GFLOP. Going parallel costs about 0.45 ms
+    per generation for a loky round trip plus sending the chunks (P = 1,000 x 4,097 weights: +2 ms
+    through the shared file), and the trials are built in the calling process. Measured with
+    ``python benchmarks/throughput.py`` on a quiet 2-core machine, n_jobs 2 vs 1 (float32): 0.93x
+    at 0.06 GFLOP per generation (the default problem, P = 50), 1.25x at 0.32 (P = 200), 1.5x for
+    digits at P = 50 (0.32), 1.7-2.3x from 0.8 GFLOP up (rows x10 and x100).
+
+    Threads (``threading``): 0.01 and 0.005 GFLOP. A generation costs about 0.1 ms more in two
+    threads (handing a chunk over and back), and each thread builds the trials it evaluates.
+    Measured on the same machine, 30-64-32-1 and 30-16-1 networks on 20 to 318 rows, P = 20 and 50
+    (in-process time per generation -> two threads): 0.3 GFLOP-equivalent 1.50x (the default
+    problem, 1.96 -> 1.30 ms), 0.013 1.09x (0.58 -> 0.54 ms), 0.008 0.91x (30-16-1, 0.43 -> 0.47 ms),
+    0.006 0.91x, 0.002 0.5-0.6x (0.2 ms generations, where the hand-over doubles the time).
+
+    When another process keeps the second core busy, n_jobs 2 measured 0.74-0.94x below 1 GFLOP:
+    ``auto`` cannot see that load, and a shared machine may do better with ``n_jobs: 1``.
     """
     if population_size < 2:
         return 1
@@ -295,21 +308,24 @@ def choose_n_jobs(problem: FitnessProblem, population_size: int, cores: int | No
 
         cores = cpu_count()
     cores = max(1, int(cores))
+    first, per_worker = AUTO_MIN_FLOPS[backend]
     work = float(population_size) * problem.flops_per_evaluation
     if problem.dtype == "float32":
         work /= 2
-    if cores < 2 or work < AUTO_MIN_FLOPS_PER_GENERATION:
+    if cores < 2 or work < first:
         return 1
-    workers = min(cores, int(work // AUTO_MIN_FLOPS_PER_WORKER), population_size // AUTO_MIN_INDIVIDUALS_PER_WORKER)
+    workers = min(cores, int(work // per_worker), population_size // AUTO_MIN_INDIVIDUALS_PER_WORKER)
     return max(1, workers)
 
 
-def resolve_n_jobs(n_jobs: int | str, problem: FitnessProblem, population_size: int | None) -> int:
+def resolve_n_jobs(
+    n_jobs: int | str, problem: FitnessProblem, population_size: int | None, backend: str = "loky"
+) -> int:
     """An integer ``n_jobs`` from a setting that may be ``"auto"`` (needs ``population_size``)."""
     if n_jobs == "auto":
         if population_size is None:
             raise EvomlpError("runtime.n_jobs: 'auto' needs the population size")
-        return choose_n_jobs(problem, population_size)
+        return choose_n_jobs(problem, population_size, backend=backend)
     if isinstance(n_jobs, str) or isinstance(n_jobs, bool):
         raise EvomlpError(f"runtime.n_jobs: expected a positive integer, -1 or 'auto', got {n_jobs!r}")
     return effective_n_jobs(int(n_jobs))
@@ -417,7 +433,7 @@ class PopulationEvaluator:
         if backend not in BACKENDS:
             raise EvomlpError(f"runtime.backend: expected one of {list(BACKENDS)}, got {backend!r}")
         self.problem = problem
-        self.n_jobs = resolve_n_jobs(n_jobs, problem, population_size)
+        self.n_jobs = resolve_n_jobs(n_jobs, problem, population_size, backend)
         self.backend = backend
         self.scheduler_address = scheduler_address
         self.n_problem_sends = 0  # tasks that carried the problem (its X and y) to a worker process
@@ -482,7 +498,7 @@ class PopulationEvaluator:
         trials = np.empty(plan.parents.shape)
 
         def build_chunk(start: int, stop: int) -> None:
-            trials[start:stop] = plan.build(start, stop)
+            plan.build(start, stop, out=trials[start:stop])
 
         self._in_threads(build_chunk, self._bounds(size))
         return trials
@@ -503,8 +519,7 @@ class PopulationEvaluator:
         problem = self.problem
 
         def build_and_evaluate(start: int, stop: int) -> np.ndarray:
-            chunk = plan.build(start, stop)
-            trials[start:stop] = chunk
+            chunk = plan.build(start, stop, out=trials[start:stop])
             # The penalty is a sum within each row: adding it per chunk gives the same values.
             return problem(chunk, rows)
 

@@ -12,9 +12,8 @@ for: :meth:`evomlp.de.trials.TrialPlan.build_with_numpy` and the numpy branch of
 every strategy, crossover and repair. Both release the GIL, so the threads of the threading
 backend run them at the same time.
 
-numba is imported and a loop compiled on first use: ``bias_relu`` once per dtype (cached on disk
-next to this file), ``build_trials`` once per process for each (mutation form, crossover, repair)
-in use, about 0.3 s, specialised so that the inner loop carries no branch for the other cases.
+numba is imported and a loop compiled on first use (a few seconds once, then cached on disk next
+to this file; loading the cache takes about 0.1 s).
 Without numba, or with ``EVOMLP_NUMBA=0`` in the environment, :func:`available` is false and the
 numpy code runs: the same results, slower.
 """
@@ -59,7 +58,7 @@ def build_trials(
     s1: np.ndarray,
     s2: np.ndarray,
     start: int,
-    stop: int,
+    out: np.ndarray,
     *,
     uniforms: np.ndarray | None,
     rate: np.ndarray | None,
@@ -71,10 +70,10 @@ def build_trials(
     upper: np.ndarray,
     fresh: np.ndarray | None,
 ) -> np.ndarray:
-    """Trial rows ``start:stop``, float64, of :class:`evomlp.de.trials.TrialPlan` (which documents
-    the arguments): binomial crossover when ``uniforms`` (rows ``start:stop``), ``rate`` and
-    ``j_rand`` are given, exponential with ``first`` and ``length``; ``fresh`` (rows
-    ``start:stop``) are the uniforms of the ``reinitialize`` repair."""
+    """Trial rows ``start:start + len(out)`` of a :class:`evomlp.de.trials.TrialPlan` (which
+    documents the arguments) into ``out`` (float64, C-contiguous): binomial crossover when
+    ``uniforms`` (those rows), ``rate`` and ``j_rand`` are given, exponential with ``first`` and
+    ``length``; ``fresh`` (those rows) are the uniforms of the ``reinitialize`` repair."""
     no_matrix = np.empty((0, 0))
     no_index = np.empty(0, dtype=np.int64)
     binomial = uniforms is not None
@@ -82,12 +81,10 @@ def build_trials(
     def contiguous(array, empty, dtype=None):
         return empty if array is None else np.ascontiguousarray(array, dtype=dtype or empty.dtype)
 
-    out = np.empty((stop - start, population.shape[1]))
-    kernel = _build_kernel(form, binomial, REPAIRS.index(repair))
-    kernel(
-        population, archive, terms, s1, s2, start, contiguous(uniforms, no_matrix),
+    _build_kernel()(
+        population, archive, form, terms, s1, s2, start, binomial, contiguous(uniforms, no_matrix),
         contiguous(rate, np.empty(0)), contiguous(j_rand, no_index), contiguous(first, no_index),
-        contiguous(length, no_index), np.ascontiguousarray(lower, dtype=np.float64),
+        contiguous(length, no_index), REPAIRS.index(repair), np.ascontiguousarray(lower, dtype=np.float64),
         np.ascontiguousarray(upper, dtype=np.float64), contiguous(fresh, no_matrix), out,
     )
     return out
@@ -123,78 +120,82 @@ def _compile_bias_relu():
     return kernel_bias_relu
 
 
-def _build_kernel(form: int, binomial: bool, repair: int):
-    key = ("build_trials", form, binomial, repair)
-    if key not in _STATE:
+def _build_kernel():
+    if "build_trials" not in _STATE:
         with _LOCK:
-            if key not in _STATE:
-                _STATE[key] = _compile_build_trials(form, binomial, repair)
-    return _STATE[key]
+            if "build_trials" not in _STATE:
+                _STATE["build_trials"] = _compile_build_trials()
+    return _STATE["build_trials"]
 
 
-def _compile_build_trials(form: int, binomial: bool, repair: int):
-    """The loop for one mutation form (see :mod:`evomlp.de.trials`), crossover and repair; numba
-    freezes the three closure variables into constants, so the dead cases compile away."""
+def _compile_build_trials():
+    """The loop of :func:`build_trials`. Each trial row is done in three passes over the row (in
+    L1 cache): the mutant, the crossover (parent values back where the mutant is not taken), the
+    repair; each pass picks its case once per row, so the loops over coordinates carry no branch
+    for the other cases and compile to vector code."""
     from numba import njit
 
-    @njit(nogil=True)
-    def row_of(population, archive, index):
-        """Row ``index`` of the population followed by the archive (a view, taken once per trial)."""
-        size = population.shape[0]
-        if index < size:
-            return population[index]
-        return archive[index - size]
-
-    @njit(nogil=True)
-    def kernel_build_trials(population, archive, terms, s1, s2, start, uniforms, rate, j_rand, first,
-                            length, lower, upper, fresh, out):
+    @njit(nogil=True, cache=True)
+    def kernel_build_trials(population, archive, form, terms, s1, s2, start, binomial, uniforms, rate, j_rand,
+                            first, length, repair, lower, upper, fresh, out):
         n_rows, dim = out.shape
-        n_terms = terms.shape[1]
+        size, n_terms = population.shape[0], terms.shape[1]
         for row in range(n_rows):
             i = start + row
-            ra = row_of(population, archive, terms[i, 0])
-            rb = row_of(population, archive, terms[i, 1])
-            rc = row_of(population, archive, terms[i, 2])
-            rd = row_of(population, archive, terms[i, 3]) if n_terms > 3 else ra
-            re = row_of(population, archive, terms[i, 4]) if n_terms > 4 else ra
+            # the rows of a..e: the population followed by the archive (views, taken once per trial)
+            t = terms[i, 0]
+            ra = population[t] if t < size else archive[t - size]
+            t = terms[i, 1]
+            rb = population[t] if t < size else archive[t - size]
+            t = terms[i, 2]
+            rc = population[t] if t < size else archive[t - size]
+            t = terms[i, 3] if n_terms > 3 else terms[i, 0]
+            rd = population[t] if t < size else archive[t - size]
+            t = terms[i, 4] if n_terms > 4 else terms[i, 0]
+            re = population[t] if t < size else archive[t - size]
             scale1, scale2 = s1[i], s2[i]
-            parent_row, out_row = population[i], out[row]
+            parent, trial = population[i], out[row]
+            if form == 0:  # a + s1 (b - c)
+                for k in range(dim):
+                    trial[k] = ra[k] + scale1 * (rb[k] - rc[k])
+            elif form == 1:  # a + s1 (b - a) + s2 (c - d)
+                for k in range(dim):
+                    trial[k] = ra[k] + scale1 * (rb[k] - ra[k]) + scale2 * (rc[k] - rd[k])
+            else:  # a + s1 (b + c - d - e)
+                for k in range(dim):
+                    trial[k] = ra[k] + scale1 * (rb[k] + rc[k] - rd[k] - re[k])
             if binomial:
-                uniform_row, cr, j = uniforms[row], rate[i], j_rand[i]
+                uniform, cr, j = uniforms[row], rate[i], j_rand[i]
+                for k in range(dim):
+                    if not (uniform[k] < cr or k == j):
+                        trial[k] = parent[k]
             else:
                 run_start, run_length = first[i], length[i]
-            for k in range(dim):
-                if binomial:
-                    take = uniform_row[k] < cr or k == j
-                else:
-                    take = (k - run_start) % dim < run_length
-                parent = parent_row[k]
-                if not take:
-                    v = parent
-                elif form == 0:  # a + s1 (b - c)
-                    v = ra[k] + scale1 * (rb[k] - rc[k])
-                elif form == 1:  # a + s1 (b - a) + s2 (c - d)
-                    v = ra[k] + scale1 * (rb[k] - ra[k]) + scale2 * (rc[k] - rd[k])
-                else:  # a + s1 (b + c - d - e)
-                    v = ra[k] + scale1 * (rb[k] + rc[k] - rd[k] - re[k])
-                low, high = lower[k], upper[k]
-                # numpy's maximum(v, low) and minimum(v, high) return the bound on ties (signed zeros)
-                if repair == 0:  # clip
-                    v = low if v <= low else v
-                    v = high if v >= high else v
-                elif repair == 1:  # reinitialize
-                    if v < low or v > high:
-                        v = low + fresh[row, k] * (high - low)
-                elif repair == 2:  # midpoint
-                    if v < low:
-                        v = (low + parent) / 2
-                    elif v > high:
-                        v = (high + parent) / 2
-                else:  # reflect, then clip what the reflection left outside
+                for k in range(dim):
+                    if not ((k - run_start) % dim < run_length):
+                        trial[k] = parent[k]
+            # numpy's maximum(v, low) and minimum(v, high) return the bound on ties (signed zeros)
+            if repair == 0:  # clip
+                for k in range(dim):
+                    v = trial[k]
+                    v = lower[k] if v <= lower[k] else v
+                    trial[k] = upper[k] if v >= upper[k] else v
+            elif repair == 1:  # reinitialize
+                for k in range(dim):
+                    if trial[k] < lower[k] or trial[k] > upper[k]:
+                        trial[k] = lower[k] + fresh[row, k] * (upper[k] - lower[k])
+            elif repair == 2:  # midpoint
+                for k in range(dim):
+                    if trial[k] < lower[k]:
+                        trial[k] = (lower[k] + parent[k]) / 2
+                    elif trial[k] > upper[k]:
+                        trial[k] = (upper[k] + parent[k]) / 2
+            else:  # reflect, then clip what the reflection left outside
+                for k in range(dim):
+                    v, low, high = trial[k], lower[k], upper[k]
                     if v < low or v > high:
                         v = 2 * low - v if v < low else 2 * high - v
                         v = low if v <= low else v
-                        v = high if v >= high else v
-                out_row[k] = v
+                        trial[k] = high if v >= high else v
 
     return kernel_build_trials

@@ -255,8 +255,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "seed": Field(0, integer(0, 2**32 - 1)),
     },
     "runtime": {
-        "n_jobs": Field(1, n_jobs),
-        "backend": Field("loky", choice("loky", "threading", "dask")),
+        "n_jobs": Field("auto", n_jobs),
+        "backend": Field("threading", choice("threading", "loky", "dask")),
         "scheduler_address": Field(None, optional_string),
         "progress": Field(True, boolean),
         "checkpoint_every": Field(25, integer(0, INT64_MAX)),

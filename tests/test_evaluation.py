@@ -353,9 +353,22 @@ def test_default_problem_runs_in_process_and_x100_rows_in_workers():
     assert choose_n_jobs(x100, 50, cores=2) == 2
 
 
+def test_threads_pay_from_much_less_work_than_processes():
+    spec = MLPSpec(30, (64, 32), ("relu", "relu"), 1, "binary")
+    default = FitnessProblem(spec, np.zeros((318, 30)), np.zeros(318, dtype=int), dtype="float32")
+    assert choose_n_jobs(default, 50, cores=2, backend="loky") == 1
+    assert choose_n_jobs(default, 50, cores=2, backend="threading") == 2
+    small = FitnessProblem(MLPSpec(30, (16,), ("relu",), 1, "binary"), np.zeros((20, 30)), np.zeros(20, dtype=int))
+    assert choose_n_jobs(small, 20, cores=2, backend="threading") == 1
+    first, _ = evaluation.AUTO_MIN_FLOPS["threading"]
+    assert AUTO_MIN_FLOPS_PER_GENERATION / first >= 10  # a thread hand-over is far cheaper than a process's
+
+
 def test_auto_n_jobs_in_the_evaluator():
     problem = make_problem()
     assert PopulationEvaluator(problem, "auto", population_size=20).n_jobs == choose_n_jobs(problem, 20)
+    threaded = PopulationEvaluator(problem, "auto", "threading", population_size=200)
+    assert threaded.n_jobs == choose_n_jobs(problem, 200, backend="threading")
     with pytest.raises(EvomlpError, match="population size"):
         PopulationEvaluator(problem, "auto")
     with pytest.raises(EvomlpError, match="auto"):

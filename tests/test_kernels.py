@@ -45,6 +45,18 @@ def test_compiled_trials_equal_numpy_trials(algorithm, bounds_handling):
     assert np.any(np.abs(repaired) > 1), "the case must exercise the repair"
 
 
+@pytest.mark.parametrize("algorithm", ["rand1bin", "jade", "best2exp"])
+def test_compiled_trials_built_in_small_row_blocks_equal_numpy_trials(algorithm, monkeypatch):
+    import evomlp.de.trials as trials
+
+    plan = proposed(algorithm, "reinitialize")
+    monkeypatch.setattr(trials, "BUILD_BLOCK_BYTES", 8 * plan.parents.shape[1] * 3)  # 3 rows per block
+    expected = plan.build_with_numpy()
+    assert same_bits(plan.build(), expected)
+    out = np.full((9, plan.parents.shape[1]), np.nan)
+    assert plan.build(5, 14, out=out) is out and same_bits(out, expected[5:14])
+
+
 @pytest.mark.parametrize("bounds_handling, zeros_signed", [("clip", False), ("reflect", True)])
 def test_compiled_repair_keeps_numpys_sign_of_zero_at_a_zero_bound(bounds_handling, zeros_signed):
     # Parents at -0.0 and 0.0 under a [0, 1] box, crossover rate 0: parents pass through (but for

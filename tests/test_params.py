@@ -41,7 +41,7 @@ def test_defaults_fill_every_key_of_the_schema():
     assert params["data"]["test_size"] == 0.3
     assert params["data"]["impute"] == "none"
     assert params["model"]["hidden_layers"] == [64, 32]
-    assert params["runtime"]["n_jobs"] == 1
+    assert params["runtime"]["n_jobs"] == "auto" and params["runtime"]["backend"] == "threading"
 
 
 def test_the_committed_params_file_spells_out_the_schema_defaults():

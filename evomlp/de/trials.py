@@ -30,6 +30,7 @@ from evomlp import kernels
 from evomlp.errors import EvomlpError
 
 BOUNDS_HANDLING = ("clip", "reinitialize", "midpoint", "reflect")
+BUILD_BLOCK_BYTES = 1 << 20  # rows of uniforms drawn at a time by the compiled build
 
 # Bit generators whose ``advance(n)`` skips exactly the outputs of ``n`` float64 uniforms (one
 # 64-bit output each). Philox counts its own blocks and MT19937/SFC64 cannot advance: with those
@@ -243,27 +244,38 @@ class TrialPlan:
     def n_trials(self) -> int:
         return int(self.parents.shape[0])
 
-    def build(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Trial rows ``start:stop`` (all rows by default), float64 ``(stop - start, D)``.
+    def build(self, start: int = 0, stop: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Trial rows ``start:stop`` (all rows by default), float64 ``(stop - start, D)``, written
+        into ``out`` if given (C-contiguous).
 
-        In one compiled pass when numba is there (:mod:`evomlp.kernels`), otherwise with numpy
+        In one compiled pass when numba is there (:mod:`evomlp.kernels`), block of rows by block
+        (about 1 MB of the crossover's uniforms at a time, so they are read back from cache and
+        never take the memory of a whole population), otherwise with numpy
         (:meth:`build_with_numpy`): the same bits either way.
         """
         stop = self.n_trials if stop is None else stop
+        if out is None:
+            out = np.empty((stop - start, self.parents.shape[1]))
         if not kernels.available():
-            return self.build_with_numpy(start, stop)
+            out[...] = self.build_with_numpy(start, stop)
+            return out
         mutation, crossover, repair = self.mutation, self.crossover, self.repair
         binomial = isinstance(crossover, BinomialCrossover)
-        return kernels.build_trials(
-            self.parents, mutation.archive, mutation.form, mutation.terms, mutation.s1, mutation.s2, start, stop,
-            uniforms=crossover.uniforms.rows(start, stop) if binomial else None,
-            rate=crossover.rate if binomial else None,
-            j_rand=crossover.j_rand if binomial else None,
-            first=None if binomial else crossover.start,
-            length=None if binomial else crossover.length,
-            repair=repair.method, lower=repair.lower, upper=repair.upper,
-            fresh=repair.uniforms.rows(start, stop) if repair.uniforms is not None else None,
-        )
+        block = max(1, BUILD_BLOCK_BYTES // (8 * self.parents.shape[1]))
+        for first in range(start, stop, block):
+            last = min(first + block, stop)
+            kernels.build_trials(
+                self.parents, mutation.archive, mutation.form, mutation.terms, mutation.s1, mutation.s2, first,
+                out[first - start : last - start],
+                uniforms=crossover.uniforms.rows(first, last) if binomial else None,
+                rate=crossover.rate if binomial else None,
+                j_rand=crossover.j_rand if binomial else None,
+                first=None if binomial else crossover.start,
+                length=None if binomial else crossover.length,
+                repair=repair.method, lower=repair.lower, upper=repair.upper,
+                fresh=repair.uniforms.rows(first, last) if repair.uniforms is not None else None,
+            )
+        return out
 
     def build_with_numpy(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """:meth:`build` in numpy, one operation over the whole block at a time."""
