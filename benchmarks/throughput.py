@@ -322,14 +322,14 @@ def plan(quick: bool) -> list[tuple[str, int, int, list[tuple[str, int, str]], i
         ("bc", 1000, 6, evomlp + others + scipy_both, 2),
         ("bc-x10", 50, 20, evomlp + others + resend + scipy_vec, 2),
         ("bc-x10", 200, 6, evomlp + others + scipy_vec, 2),
-        ("bc-x10", 1000, 2, evomlp + others + scipy_vec, 1),
+        ("bc-x10", 1000, 2, evomlp + others + scipy_vec, 2),
         ("bc-x100", 50, 3, evomlp + others + resend + scipy_vec, 2),
         ("bc-x100", 200, 2, evomlp + others + scipy_vec, 1),
         ("bc-x100", 1000, 1, [("evomlp", 1, "float32"), ("evomlp", 2, "float32"), ("evomlp-auto", "auto", "float32"),
                               ("evomlp-threading", 2, "float32"), ("evomlp-threading-auto", "auto", "float32")], 1),
         ("digits", 50, 30, evomlp + others + scipy_both, 2),
         ("digits", 200, 10, evomlp + others + scipy_both, 2),
-        ("digits", 1000, 2, evomlp + others + scipy_vec, 1),
+        ("digits", 1000, 2, evomlp + others + scipy_vec, 2),
     ]
 
 

@@ -103,12 +103,31 @@ def _blas_pinned_for_run() -> Iterator[None]:
 
 
 def _pin_process_blas() -> None:
-    """In a worker process: one BLAS thread for good (so workers x threads <= cores)."""
+    """In a worker process: one BLAS thread for good (so workers x threads <= cores), freed memory
+    kept (:mod:`evomlp.allocator`), and loky told that this memory is no leak."""
     global _PINNED_PID
     if _PINNED_PID != os.getpid():
         _blas_controller().limit(limits=1, user_api="blas")
         keep_freed_memory()
+        _expect_worker_memory()
         _PINNED_PID = os.getpid()
+
+
+WORKER_MEMORY_GROWTH = 16 << 30
+
+
+def _expect_worker_memory() -> None:
+    """loky restarts a worker whose memory grew by 300 MB since its first task, taking that for a
+    leak. Ours keep freed memory on purpose and hold the problems they were sent, so that growth is
+    expected (a population of 1,000 on rows x100 measured restarts, a resend of the data and a
+    warning each time): raise loky's limit in this worker (a private loky constant; nothing
+    happens if a later loky drops it)."""
+    try:
+        from joblib.externals.loky import process_executor
+    except ImportError:  # pragma: no cover
+        return
+    if isinstance(getattr(process_executor, "_MAX_MEMORY_LEAK_SIZE", None), int):
+        process_executor._MAX_MEMORY_LEAK_SIZE = max(process_executor._MAX_MEMORY_LEAK_SIZE, WORKER_MEMORY_GROWTH)
 
 
 # -- the problem ---------------------------------------------------------------------------

@@ -276,6 +276,19 @@ def test_training_data_is_sent_to_a_worker_once_per_run(monkeypatch):
         assert evaluate.n_problem_sends == 1 and pickled == [problem.token, other.token]
 
 
+def _loky_memory_limit():
+    from joblib.externals.loky import process_executor
+
+    return process_executor._MAX_MEMORY_LEAK_SIZE
+
+
+def test_process_workers_are_not_restarted_for_the_memory_they_keep():
+    problem = make_problem("binary")
+    with PopulationEvaluator(problem, 2, "loky") as evaluate:
+        evaluate(population(problem.spec, 4))
+        assert evaluate._processes.submit(_loky_memory_limit).result() >= evaluation.WORKER_MEMORY_GROWTH
+
+
 def test_the_joblib_path_of_the_dask_backend_sends_the_problem_once_per_worker():
     import joblib
 
