@@ -6,6 +6,8 @@ process). :class:`PopulationEvaluator` splits a population into one contiguous c
 the calling process evaluates the first chunk itself while ``n_jobs - 1`` loky worker processes
 (``loky``) or threads (``threading``) evaluate the others; ``dask`` sends every chunk to a
 ``dask.distributed`` cluster through joblib. The results are put back in order.
+:meth:`PopulationEvaluator.evaluate_plan` takes a generation's :class:`evomlp.de.trials.TrialPlan`
+instead of its trials: with threads, each thread builds the chunk of trials it then evaluates.
 
 Results are bit-identical for any ``n_jobs``, chunking or backend, because
 
@@ -438,7 +440,9 @@ class PopulationEvaluator:
 
     With ``loky`` and ``threading``, the calling process evaluates the first chunk itself while
     ``n_jobs - 1`` workers (processes or threads) evaluate the others; with ``dask``, joblib's dask
-    backend runs all ``n_jobs`` chunks on the cluster.
+    backend runs all ``n_jobs`` chunks on the cluster. Every backend also keeps ``n_jobs - 1``
+    threads in the calling process to build trials from a plan (:meth:`build`,
+    :meth:`evaluate_plan`).
     """
 
     def __init__(

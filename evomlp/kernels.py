@@ -13,7 +13,7 @@ every strategy, crossover and repair. Both release the GIL, so the threads of th
 backend run them at the same time.
 
 numba is imported and a loop compiled on first use (a few seconds once, then cached on disk next
-to this file; loading the cache takes about 0.1 s).
+to this file: importing numba and loading the loops takes about 0.35 s per process).
 Without numba, or with ``EVOMLP_NUMBA=0`` in the environment, :func:`available` is false and the
 numpy code runs: the same results, slower.
 """

@@ -29,15 +29,16 @@ def environment() -> dict:
     return env
 
 
-def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=600)
+def run(command: list[str], cwd: Path, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
+    env = dict(environment(), **extra_env)
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
 
 
-def dvc(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "dvc", *arguments], cwd)
+def dvc(*arguments: str, cwd: Path, **extra_env: str) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "dvc", *arguments], cwd, **extra_env)
 
 
 def set_params(repo: Path, changes: dict) -> None:
@@ -92,11 +93,18 @@ def test_pipeline_end_to_end(repo: Path) -> None:
     set_params(repo, {"runtime": {"n_jobs": 2, "backend": "threading"}})
     assert ran_stages(dvc("repro", cwd=repo).stdout) == set()
 
-    # ...and forcing a rerun with them gives the same bytes
-    forced = dvc("repro", "-f", "train", cwd=repo)
-    assert "train" in ran_stages(forced.stdout)
-    assert (repo / "models/model.npz").read_bytes() == model_bytes
-    assert (repo / "dvc.lock").read_text() == lock
+    # ...and forcing a rerun with them gives the same bytes: two threads, two loky processes,
+    # and in-process with numpy alone (no compiled loops)
+    for runtime, extra_env in [
+        ({"n_jobs": 2, "backend": "threading"}, {}),
+        ({"n_jobs": 2, "backend": "loky"}, {}),
+        ({"n_jobs": 1}, {"EVOMLP_NUMBA": "0"}),
+    ]:
+        set_params(repo, {"runtime": runtime})
+        forced = dvc("repro", "-f", "train", cwd=repo, **extra_env)
+        assert "train" in ran_stages(forced.stdout)
+        assert (repo / "models/model.npz").read_bytes() == model_bytes, (runtime, extra_env)
+        assert (repo / "dvc.lock").read_text() == lock
 
     # a result param reruns train and what depends on it, not prepare nor baseline
     run(["git", "add", "-A"], repo)

@@ -24,6 +24,7 @@ A plan reads the population it was proposed from: build it before ``tell`` chang
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from evomlp import kernels
