@@ -484,8 +484,8 @@ class PopulationEvaluator:
                 stack.enter_context(_dask_backend(self.scheduler_address, self.n_jobs))
                 self._parallel = stack.enter_context(joblib.Parallel(n_jobs=self.n_jobs))
             elif self.backend == "threading":
-                # One BLAS thread for the whole run, set before the threads start: the threads'
-                # own single-thread limits then restore 1, never a higher count under another thread.
+                # One BLAS thread for the whole run, set before the threads start; the forward
+                # passes then skip their own limits (single_threaded_blas).
                 stack.enter_context(_blas_pinned_for_run())
             else:
                 self._processes = _process_pool(self.n_jobs - 1)

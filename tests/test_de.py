@@ -3,17 +3,29 @@ import pytest
 
 from evomlp.de import ALGORITHMS, make_optimizer, state_from_arrays, state_to_arrays
 from evomlp.de.base import (
-    binomial_crossover,
-    exponential_crossover,
     greedy_selection,
-    repair_bounds,
     sample_distinct,
     sanitize_fitness,
     uniform_population,
     DEState,
 )
 from evomlp.de.classic import STRATEGIES
+from evomlp.de.trials import BinomialCrossover, BoundsRepair, ExponentialCrossover
 from evomlp.errors import EvomlpError
+
+
+def binomial_crossover(rng, parents, mutants, crossover_rate):
+    n, dim = parents.shape
+    return BinomialCrossover(rng, n, dim, crossover_rate).apply(0, n, parents, mutants)
+
+
+def exponential_crossover(rng, parents, mutants, crossover_rate):
+    n, dim = parents.shape
+    return ExponentialCrossover(rng, n, dim, crossover_rate).apply(0, n, parents, mutants)
+
+
+def repair_bounds(rng, trials, parents, lower, upper, method):
+    return BoundsRepair(rng, method, lower, upper, trials.shape).apply(0, trials.shape[0], trials, parents)
 
 
 def sphere(population):

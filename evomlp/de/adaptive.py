@@ -404,7 +404,7 @@ class AdaptiveDE:
         crossover = BinomialCrossover(rng, population.shape[0], population.shape[1], cr)
         repair = BoundsRepair(rng, self.bounds_handling, self.lower, self.upper, population.shape)
         state.trial_f, state.trial_cr = f, cr
-        return TrialPlan(population, mutation, crossover, repair)
+        return TrialPlan(mutation, crossover, repair)
 
     def ask(self, state: DEState) -> np.ndarray:
         return self.propose(state).build()

@@ -1,4 +1,4 @@
-"""The pieces every DE variant shares: state, index sampling, crossover, bounds repair, selection.
+"""The pieces every DE variant shares: state, index sampling, selection (trials: :mod:`evomlp.de.trials`).
 
 An optimizer is an object with these methods, all vectorised over the population (no Python loop
 over individuals):
@@ -12,9 +12,8 @@ over individuals):
 
 All randomness comes from ``state.rng``, a :class:`numpy.random.Generator` that lives in the main
 process, so what is done elsewhere (fitness evaluation, building trials from a plan) cannot
-change the results. The
-state holds plain numpy arrays and scalars, so a checkpoint is a dump of its fields plus the bit
-generator's state (see :func:`state_to_arrays`).
+change the results. The state holds plain numpy arrays and scalars, so a checkpoint is a dump of
+its fields plus the bit generator's state (see :func:`state_to_arrays`).
 """
 
 from __future__ import annotations
@@ -24,9 +23,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from evomlp.de.trials import BOUNDS_HANDLING, BinomialCrossover, BoundsRepair, ExponentialCrossover
 from evomlp.errors import EvomlpError
-
 
 
 @dataclass
@@ -127,34 +124,6 @@ def sample_distinct(
         picks[:, draw] = u
         taken = np.sort(np.concatenate([taken, u[:, None]], axis=1), axis=1)
     return picks
-
-
-def binomial_crossover(
-    rng: np.random.Generator, parents: np.ndarray, mutants: np.ndarray, crossover_rate: np.ndarray
-) -> np.ndarray:
-    """Trials ``(P, D)`` of :class:`evomlp.de.trials.BinomialCrossover` (``crossover_rate``: scalar or ``(P,)``)."""
-    n, dim = parents.shape
-    return BinomialCrossover(rng, n, dim, crossover_rate).apply(0, n, parents, mutants)
-
-
-def exponential_crossover(
-    rng: np.random.Generator, parents: np.ndarray, mutants: np.ndarray, crossover_rate: np.ndarray
-) -> np.ndarray:
-    """Trials ``(P, D)`` of :class:`evomlp.de.trials.ExponentialCrossover`."""
-    n, dim = parents.shape
-    return ExponentialCrossover(rng, n, dim, crossover_rate).apply(0, n, parents, mutants)
-
-
-def repair_bounds(
-    rng: np.random.Generator,
-    trials: np.ndarray,
-    parents: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    method: str,
-) -> np.ndarray:
-    """:class:`evomlp.de.trials.BoundsRepair` of all rows of ``trials``, in place; returns ``trials``."""
-    return BoundsRepair(rng, method, lower, upper, trials.shape).apply(0, trials.shape[0], trials, parents)
 
 
 def sanitize_fitness(fitness: np.ndarray) -> np.ndarray:

@@ -150,7 +150,7 @@ class DifferentialEvolution:
         crossover = CROSSOVERS[self._crossover](rng, size, population.shape[1], cr)
         repair = BoundsRepair(rng, self.params.bounds_handling, self.lower, self.upper, population.shape)
         state.trial_f, state.trial_cr = f, cr
-        return TrialPlan(population, mutation, crossover, repair)
+        return TrialPlan(mutation, crossover, repair)
 
     def ask(self, state: DEState) -> np.ndarray:
         return self.propose(state).build()

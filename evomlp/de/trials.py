@@ -231,15 +231,16 @@ class Mutation:
 
 @dataclass
 class TrialPlan:
-    """The trials of one generation, ready to be built by rows (see the module docstring).
+    """The trials of one generation, ready to be built by rows (see the module docstring)."""
 
-    ``parents`` is the population ``(P, D)`` the ``mutation`` was proposed from.
-    """
-
-    parents: np.ndarray
     mutation: Mutation
     crossover: BinomialCrossover | ExponentialCrossover
     repair: BoundsRepair
+
+    @property
+    def parents(self) -> np.ndarray:
+        """The population ``(P, D)`` the plan was proposed from (trial ``i`` replaces parent ``i``)."""
+        return self.mutation.population
 
     @property
     def n_trials(self) -> int:
