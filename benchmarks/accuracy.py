@@ -10,7 +10,7 @@ deviation of test accuracy, and mean training seconds per run.
     python benchmarks/accuracy.py --datasets breast_cancer --strategies currenttopbest1bin lshade
     python benchmarks/accuracy.py --set train.max_generations=800 --json accuracy.json
 
-Timings are wall-clock on this machine, single process (``runtime.n_jobs`` as in params).
+Timings are wall-clock on this machine, one process (``runtime`` as in params: by default threads, ``n_jobs: auto``).
 """
 
 from __future__ import annotations
