@@ -421,11 +421,20 @@ def test_dask_distributed_cluster_gives_the_same_bits():
     problem = FitnessProblem(spec, rng.normal(size=(100, 30)), rng.integers(0, 2, 100), l2=1e-3, dtype="float32")
     population = rng.normal(scale=0.3, size=(13, spec.n_weights))
     expected = problem(population)
+    from evomlp.de import make_optimizer
+
+    bound = np.full(spec.n_weights, 1.0)
+    optimizer = make_optimizer("jade", -bound, bound)
+    state = optimizer.init(population, expected, np.random.default_rng(5))
+    plan = optimizer.propose(state)
+    trials = plan.build()
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         evaluator = PopulationEvaluator(problem, n_jobs=2, backend="dask", scheduler_address=cluster.scheduler_address)
         with evaluator as evaluate:
             first = evaluate(population)
             second = evaluate(population[::-1].copy())
+            planned_trials, planned_fitness = evaluate.evaluate_plan(plan)
     assert np.array_equal(first, expected)
     assert np.array_equal(second, expected[::-1])
+    assert np.array_equal(planned_trials, trials) and np.array_equal(planned_fitness, problem(trials))
     assert evaluator.n_problem_sends <= 4  # the data went to the workers once, not every call
