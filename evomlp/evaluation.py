@@ -20,8 +20,9 @@ Results are bit-identical for any ``n_jobs``, chunking or backend, because
   Parallelism comes from workers (``n_jobs``), one BLAS thread each. (It is also much faster for
   these small products: with OpenBLAS's 2 threads on a shared 2-core machine, a 300-generation
   default run took 6 to 247 s instead of 1.4 s, the threads waiting for each other.)
-- the L2 penalty is added in the calling process, in float64, on the whole population, summed so
-  that an individual's penalty does not depend on the other rows (:func:`weight_square_sums`).
+- the L2 penalty is added in float64, summed so that an individual's penalty does not depend on
+  the other rows (:func:`weight_square_sums`): in the calling process on the whole population,
+  or per chunk in each thread of :meth:`PopulationEvaluator.evaluate_plan`, with the same values.
 
 Process workers receive the training data once per run, not once per generation: a task carries
 the problem's :attr:`FitnessProblem.token` and a chunk; a worker keeps the problems it has seen in
@@ -90,18 +91,31 @@ def single_threaded_blas() -> Iterator[None]:
         yield
 
 
+_PIN_LOCK = threading.Lock()
+_PIN_LIMITER = None
+
+
 @contextmanager
 def _blas_pinned_for_run() -> Iterator[None]:
-    """One BLAS thread for the whole process until exit (the threading backend's run)."""
-    global _PINNED_RUNS
-    with _blas_controller().limit(limits=1, user_api="blas"):
-        with _CONTROLLER_LOCK:
-            _PINNED_RUNS += 1
-        try:
-            yield
-        finally:
-            with _CONTROLLER_LOCK:
-                _PINNED_RUNS -= 1
+    """One BLAS thread for the whole process while any threading run is on: the first run to
+    enter sets it, the last to leave restores the previous setting (in whatever order runs end)."""
+    global _PINNED_RUNS, _PIN_LIMITER
+    from threadpoolctl import ThreadpoolController
+
+    with _PIN_LOCK:
+        if _PINNED_RUNS == 0:
+            # A fresh controller (0.4 ms once per run) also reaches BLAS libraries loaded since
+            # the cached one was built (scipy's, once numba or scipy code has loaded it).
+            _PIN_LIMITER = ThreadpoolController().limit(limits=1, user_api="blas")
+        _PINNED_RUNS += 1
+    try:
+        yield
+    finally:
+        with _PIN_LOCK:
+            _PINNED_RUNS -= 1
+            if _PINNED_RUNS == 0:
+                _PIN_LIMITER.restore_original_limits()
+                _PIN_LIMITER = None
 
 
 def _pin_process_blas() -> None:
@@ -287,7 +301,6 @@ def effective_n_jobs(n_jobs: int) -> int:
 # equivalent FLOPs per generation to go parallel at all, and never less work than the second
 # number per worker...
 AUTO_MIN_FLOPS = {"loky": (0.2e9, 0.1e9), "dask": (0.2e9, 0.1e9), "threading": (0.01e9, 0.005e9)}
-AUTO_MIN_FLOPS_PER_GENERATION, AUTO_MIN_FLOPS_PER_WORKER = AUTO_MIN_FLOPS["loky"]
 AUTO_MIN_INDIVIDUALS_PER_WORKER = 8  # ...nor fewer individuals
 
 
@@ -315,7 +328,7 @@ def choose_n_jobs(
     Threads (``threading``): 0.01 and 0.005 GFLOP. A generation costs about 0.1 ms more in two
     threads (handing a chunk over and back), and each thread builds the trials it evaluates.
     Measured on the same machine, 30-64-32-1 and 30-16-1 networks on 20 to 318 rows, P = 20 and 50
-    (in-process time per generation -> two threads): 0.3 GFLOP-equivalent 1.50x (the default
+    (in-process time per generation -> two threads): 0.064 GFLOP-equivalent 1.50x (the default
     problem, 1.96 -> 1.30 ms), 0.013 1.09x (0.58 -> 0.54 ms), 0.008 0.91x (30-16-1, 0.43 -> 0.47 ms),
     0.006 0.91x, 0.002 0.5-0.6x (0.2 ms generations, where the hand-over doubles the time).
 
@@ -441,8 +454,8 @@ class PopulationEvaluator:
     With ``loky`` and ``threading``, the calling process evaluates the first chunk itself while
     ``n_jobs - 1`` workers (processes or threads) evaluate the others; with ``dask``, joblib's dask
     backend runs all ``n_jobs`` chunks on the cluster. Every backend also keeps ``n_jobs - 1``
-    threads in the calling process to build trials from a plan (:meth:`build`,
-    :meth:`evaluate_plan`).
+    threads in the calling process (no more than its other cores, for ``loky`` and ``dask``) to
+    build trials from a plan (:meth:`build`, :meth:`evaluate_plan`).
     """
 
     def __init__(
@@ -492,10 +505,17 @@ class PopulationEvaluator:
             from concurrent.futures import ThreadPoolExecutor
 
             # Threads of the calling process: they evaluate chunks (backend threading) and build
-            # trial chunks from a plan (all backends; the process workers wait meanwhile).
-            self._threads = stack.enter_context(
-                ThreadPoolExecutor(self.n_jobs - 1, thread_name_prefix="evomlp-evaluate")
-            )
+            # trial chunks from a plan (all backends; the process workers wait meanwhile). A dask
+            # cluster may have more workers than this machine has cores: build on the local ones.
+            threads = self.n_jobs - 1
+            if self.backend != "threading":
+                from joblib import cpu_count
+
+                threads = min(threads, cpu_count() - 1)
+            if threads > 0:
+                self._threads = stack.enter_context(
+                    ThreadPoolExecutor(threads, thread_name_prefix="evomlp-evaluate")
+                )
             self._exit_stack = stack
             self._sent_once = False
         return self

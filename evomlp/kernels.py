@@ -7,7 +7,8 @@
 
 Both repeat numpy's operations in numpy's order, element by element, without fast-math (no
 reassociation, no fused multiply-add), so they give the same bits as the numpy code they stand in
-for: :meth:`evomlp.de.trials.TrialPlan.build_with_numpy` and the numpy branch of
+for (but for the sign bit of a NaN made from two NaNs, which fitness maps to +inf anyway):
+:meth:`evomlp.de.trials.TrialPlan.build_with_numpy` and the numpy branch of
 :func:`evomlp.network.forward_population` stay, and ``tests/test_kernels.py`` compares the two on
 every strategy, crossover and repair. Both release the GIL, so the threads of the threading
 backend run them at the same time.
@@ -24,8 +25,6 @@ import os
 import threading
 
 import numpy as np
-
-REPAIRS = ("clip", "reinitialize", "midpoint", "reflect")
 
 _LOCK = threading.Lock()
 _STATE: dict = {}
@@ -65,7 +64,7 @@ def build_trials(
     j_rand: np.ndarray | None,
     first: np.ndarray | None,
     length: np.ndarray | None,
-    repair: str,
+    repair: int,
     lower: np.ndarray,
     upper: np.ndarray,
     fresh: np.ndarray | None,
@@ -73,18 +72,20 @@ def build_trials(
     """Trial rows ``start:start + len(out)`` of a :class:`evomlp.de.trials.TrialPlan` (which
     documents the arguments) into ``out`` (float64, C-contiguous): binomial crossover when
     ``uniforms`` (those rows), ``rate`` and ``j_rand`` are given, exponential with ``first`` and
-    ``length``; ``fresh`` (those rows) are the uniforms of the ``reinitialize`` repair."""
+    ``length``; ``repair`` is 0 clip, 1 reinitialize, 2 midpoint, 3 reflect (the order of
+    :data:`evomlp.de.trials.BOUNDS_HANDLING`) and ``fresh`` (those rows) the uniforms of
+    reinitialize."""
     no_matrix = np.empty((0, 0))
     no_index = np.empty(0, dtype=np.int64)
     binomial = uniforms is not None
 
-    def contiguous(array, empty, dtype=None):
-        return empty if array is None else np.ascontiguousarray(array, dtype=dtype or empty.dtype)
+    def contiguous(array, empty):
+        return empty if array is None else np.ascontiguousarray(array, dtype=empty.dtype)
 
     _build_kernel()(
         population, archive, form, terms, s1, s2, start, binomial, contiguous(uniforms, no_matrix),
         contiguous(rate, np.empty(0)), contiguous(j_rand, no_index), contiguous(first, no_index),
-        contiguous(length, no_index), REPAIRS.index(repair), np.ascontiguousarray(lower, dtype=np.float64),
+        contiguous(length, no_index), repair, np.ascontiguousarray(lower, dtype=np.float64),
         np.ascontiguousarray(upper, dtype=np.float64), contiguous(fresh, no_matrix), out,
     )
     return out

@@ -188,7 +188,9 @@ def forward_population(spec: MLPSpec, population: np.ndarray, X: np.ndarray) -> 
         return out
     block_individuals, block_rows = _forward_blocks(spec, n_rows, dtype.itemsize)
     widest = max(spec.hidden_layers, default=1)
-    zeros = _zeros(dtype, max(FORWARD_INDIVIDUALS_BYTES // dtype.itemsize, widest)) if "relu" in spec.activations else None
+    zeros = None
+    if "relu" in spec.activations:
+        zeros = _zeros(dtype, max(FORWARD_INDIVIDUALS_BYTES // dtype.itemsize, widest))
     activations = spec.activations
     compiled = kernels.available()
     last = len(layers) - 1

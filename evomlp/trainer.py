@@ -78,7 +78,8 @@ class Trainer:
     """Runs an ask/tell optimizer on a :class:`FitnessProblem` with validation-based selection.
 
     ``optimizer`` has ``init``, ``propose`` and ``tell`` (see :mod:`evomlp.de.base`); ``evaluate``
-    is a :class:`PopulationEvaluator` (entered), which builds the proposed trials and evaluates them; ``validation`` scores single networks on held-out rows.
+    is a :class:`PopulationEvaluator` (entered), which builds the proposed trials and evaluates
+    them; ``validation`` scores single networks on held-out rows.
     """
 
     def __init__(

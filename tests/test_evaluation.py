@@ -9,7 +9,7 @@ from threadpoolctl import threadpool_limits
 import evomlp.evaluation as evaluation
 from evomlp.errors import EvomlpError
 from evomlp.evaluation import (
-    AUTO_MIN_FLOPS_PER_GENERATION,
+    AUTO_MIN_FLOPS,
     FitnessProblem,
     PopulationEvaluator,
     choose_n_jobs,
@@ -147,6 +147,22 @@ def test_threading_runs_pin_blas_to_one_thread_and_give_the_callers_setting_back
             assert np.array_equal(evaluate(pop), reference)
         assert evaluation._PINNED_RUNS == 0 and blas_threads() == {2}
         assert np.array_equal(problem(pop), reference)  # limits itself again once the run is over
+
+
+def test_blas_stays_pinned_until_the_last_of_overlapping_threading_runs_ends():
+    problem = make_problem("binary", dtype="float32")
+
+    def blas_threads():
+        return {info["num_threads"] for info in threadpool_info_blas()}
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        first, second = PopulationEvaluator(problem, 2, "threading"), PopulationEvaluator(problem, 2, "threading")
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)  # not in reverse order of entry
+        assert evaluation._PINNED_RUNS == 1 and blas_threads() == {1}
+        second.__exit__(None, None, None)
+        assert evaluation._PINNED_RUNS == 0 and blas_threads() == {2}
 
 
 def threadpool_info_blas():
@@ -341,7 +357,7 @@ def test_choose_n_jobs_thresholds():
     per_eval = 10_000_000
     problem = sized_problem(per_eval)
     flops = problem.flops_per_evaluation
-    threshold = int(np.ceil(AUTO_MIN_FLOPS_PER_GENERATION / flops))
+    threshold = int(np.ceil(AUTO_MIN_FLOPS["loky"][0] / flops))
     assert choose_n_jobs(problem, threshold - 1, cores=2) == 1
     assert choose_n_jobs(problem, threshold, cores=2) == 2
     assert choose_n_jobs(problem, 10 * threshold, cores=1) == 1
@@ -352,7 +368,7 @@ def test_choose_n_jobs_thresholds():
     assert choose_n_jobs(problem32, threshold, cores=2) == 1
     assert choose_n_jobs(problem32, 2 * threshold, cores=2) == 2
     # never fewer than AUTO_MIN_INDIVIDUALS_PER_WORKER individuals per worker
-    huge = sized_problem(10 * int(AUTO_MIN_FLOPS_PER_GENERATION))
+    huge = sized_problem(10 * int(AUTO_MIN_FLOPS["loky"][0]))
     assert choose_n_jobs(huge, 2 * evaluation.AUTO_MIN_INDIVIDUALS_PER_WORKER - 1, cores=4) == 1
     assert choose_n_jobs(huge, 2 * evaluation.AUTO_MIN_INDIVIDUALS_PER_WORKER, cores=4) == 2
     assert choose_n_jobs(huge, 1, cores=4) == 1
@@ -374,7 +390,7 @@ def test_threads_pay_from_much_less_work_than_processes():
     small = FitnessProblem(MLPSpec(30, (16,), ("relu",), 1, "binary"), np.zeros((20, 30)), np.zeros(20, dtype=int))
     assert choose_n_jobs(small, 20, cores=2, backend="threading") == 1
     first, _ = evaluation.AUTO_MIN_FLOPS["threading"]
-    assert AUTO_MIN_FLOPS_PER_GENERATION / first >= 10  # a thread hand-over is far cheaper than a process's
+    assert AUTO_MIN_FLOPS["loky"][0] / first >= 10  # a thread hand-over is far cheaper than a process's
 
 
 def test_auto_n_jobs_in_the_evaluator():

@@ -102,7 +102,3 @@ def test_evomlp_numba_0_switches_the_compiled_loops_off():
     environment = dict(os.environ, EVOMLP_NUMBA="0")
     shown = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "False"
-
-
-def test_the_kernels_repair_codes_are_the_optimizers_bounds_handling_names():
-    assert kernels.REPAIRS == BOUNDS_HANDLING  # build_trials passes the name, the kernel gets its index

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from evomlp.de import ALGORITHMS, make_optimizer
+from evomlp.de.base import sample_distinct
 from evomlp.de.trials import BOUNDS_HANDLING, DeferredUniforms
 
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
@@ -54,18 +55,71 @@ def started(algorithm: str, bounds_handling: str, bit_generator: str = "PCG64", 
 
 @pytest.mark.parametrize("bounds_handling", BOUNDS_HANDLING)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_plan_built_by_blocks_in_threads_equals_the_one_shot_ask(algorithm, bounds_handling):
+def test_plan_built_by_blocks_in_threads_equals_the_whole_build(algorithm, bounds_handling):
     optimizer, state = started(algorithm, bounds_handling)
-    twin = copy.deepcopy(state)
-    expected = optimizer.ask(twin)
     plan = optimizer.propose(state)
-    # The plan drew everything: the generator is where the one-shot ask left it.
-    assert state.rng.bit_generator.state == twin.rng.bit_generator.state
-    assert np.array_equal(state.trial_f, twin.trial_f) and np.array_equal(state.trial_cr, twin.trial_cr)
+    expected = plan.build()
     blocks = random_blocks(np.random.default_rng(len(algorithm)), plan.n_trials)
     with ThreadPoolExecutor(3) as pool:
         parts = list(pool.map(lambda block: plan.build(*block), reversed(blocks)))
     assert np.array_equal(np.concatenate(parts[::-1]), expected)
+
+
+def one_shot_trials(state, strategy, crossover_rate, bounds_handling, lower, upper, f=0.5, p_best=0.1):
+    """Classic DE drawn and computed in one go, the textbook way (what ask did before plans):
+    indices, pbest, the whole crossover mask, j_rand (or start and run length), the repair's
+    uniforms; then every formula on the whole population."""
+    rng, x = state.rng, state.population
+    size, dim = x.shape
+    picks = sample_distinct(rng, size, 2 if strategy.startswith("currenttopbest1") else 3, np.arange(size)[:, None])
+    if strategy.startswith("currenttopbest1"):
+        top = max(2, int(np.ceil(p_best * size)))
+        pbest = x[np.argsort(state.fitness, kind="stable")[:top][rng.integers(0, top, size=size)]]
+        mutants = x + f * (pbest - x) + f * (x[picks[:, 0]] - x[picks[:, 1]])
+    else:
+        mutants = x[picks[:, 0]] + f * (x[picks[:, 1]] - x[picks[:, 2]])
+    if strategy.endswith("bin"):
+        take = rng.random((size, dim)) < crossover_rate
+        take[np.arange(size), rng.integers(0, dim, size=size)] = True
+    else:
+        start = rng.integers(0, dim, size=size)
+        length = np.minimum(rng.geometric(1 - crossover_rate, size=size), dim)
+        take = (np.arange(dim)[None, :] - start[:, None]) % dim < length[:, None]
+    trials = np.where(take, mutants, x)
+    if bounds_handling == "reinitialize":
+        fresh = lower + rng.random((size, dim)) * (upper - lower)
+        outside = (trials < lower) | (trials > upper)
+        trials[outside] = fresh[outside]
+    else:
+        trials = np.clip(trials, lower, upper)
+    return trials
+
+
+@pytest.mark.parametrize("bounds_handling", ["clip", "reinitialize"])
+@pytest.mark.parametrize("strategy", ["rand1bin", "rand1exp", "currenttopbest1bin"])
+def test_a_plan_draws_and_builds_what_a_one_shot_generation_would(strategy, bounds_handling):
+    lower, upper = -np.ones(11), np.ones(11)
+    optimizer = make_optimizer(strategy, lower, upper, mutation=0.5, crossover_rate=0.6, bounds_handling=bounds_handling)
+    rng = generator("PCG64")
+    rng.integers(0, 10, size=3)  # a buffered 32-bit half, which the skipped uniforms must leave alone
+    population = rng.uniform(-1, 1, (24, 11))
+    state = optimizer.init(population, (population**2).sum(axis=1), rng)
+    twin = copy.deepcopy(state)
+    expected = one_shot_trials(twin, strategy, 0.6, bounds_handling, lower, upper)
+    plan = optimizer.propose(state)
+    assert state.rng.bit_generator.state == twin.rng.bit_generator.state
+    assert np.array_equal(np.concatenate([plan.build(13, 24), plan.build(0, 13)])[[*range(11, 24), *range(11)]],
+                          expected)
+
+
+def test_a_plan_refuses_rows_it_does_not_have():
+    optimizer, state = started("rand1bin", "clip", generations=0)
+    plan = optimizer.propose(state)
+    for start, stop in [(20, 30), (-1, 3), (5, 2)]:
+        with pytest.raises(ValueError, match="outside"):
+            plan.build(start, stop)
+    with pytest.raises(ValueError, match="out"):
+        plan.build(0, 4, out=np.empty((4, 3)))
 
 
 @pytest.mark.parametrize("bit_generator", BIT_GENERATORS)

@@ -5,7 +5,7 @@ trial rows ``start:stop``. ``optimizer.ask(state)`` is ``propose(state).build()`
 two lets the evaluator build each worker's chunk of trials in the thread that evaluates it: the
 ``O(P D)`` work of a generation (gathering parents, the mutation arithmetic, the crossover mask,
 the bounds repair) is then spread over the cores instead of running in one thread between
-evaluations (it measured 0.9 ms of a 2.6 ms generation on the default problem).
+evaluations (it measured 0.8 ms of a 2.6 ms generation on the default problem, in numpy).
 
 The plan gives the same trials, bit for bit, as drawing and computing everything at once, whatever
 the row blocks and whichever thread builds them:
@@ -256,8 +256,13 @@ class TrialPlan:
         (:meth:`build_with_numpy`): the same bits either way.
         """
         stop = self.n_trials if stop is None else stop
+        dim = self.parents.shape[1]
+        if not 0 <= start <= stop <= self.n_trials:
+            raise ValueError(f"rows {start}:{stop} outside the plan's {self.n_trials} trials")
         if out is None:
-            out = np.empty((stop - start, self.parents.shape[1]))
+            out = np.empty((stop - start, dim))
+        elif out.shape != (stop - start, dim) or out.dtype != np.float64 or not out.flags.c_contiguous:
+            raise ValueError(f"out: expected a C-contiguous float64 array of shape {(stop - start, dim)}")
         if not kernels.available():
             out[...] = self.build_with_numpy(start, stop)
             return out
@@ -274,7 +279,7 @@ class TrialPlan:
                 j_rand=crossover.j_rand if binomial else None,
                 first=None if binomial else crossover.start,
                 length=None if binomial else crossover.length,
-                repair=repair.method, lower=repair.lower, upper=repair.upper,
+                repair=BOUNDS_HANDLING.index(repair.method), lower=repair.lower, upper=repair.upper,
                 fresh=repair.uniforms.rows(first, last) if repair.uniforms is not None else None,
             )
         return out
