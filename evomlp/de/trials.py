@@ -81,7 +81,8 @@ def _skip(bit_generator, n_outputs: int) -> None:
 
 
 def _rates(crossover_rate, size: int) -> np.ndarray:
-    return np.broadcast_to(np.asarray(crossover_rate, dtype=float), (size,))
+    """``(P,)`` float64, contiguous once per generation (every row block reads it)."""
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(crossover_rate, dtype=float), (size,)))
 
 
 class BinomialCrossover:
