@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
+from evomlp import numerics
 from evomlp.allocator import keep_freed_memory
 from evomlp.errors import EvomlpError
 from evomlp.losses import accuracy, task_loss
@@ -166,6 +167,7 @@ class FitnessProblem:
     l2: float = 0.0
     dtype: str = "float64"
     token: str = field(init=False, repr=False)
+    numerics: tuple = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if str(self.dtype) not in DTYPES:
@@ -174,6 +176,8 @@ class FitnessProblem:
         self.X = np.ascontiguousarray(self.X, dtype=self.dtype)
         self.y = np.ascontiguousarray(self.y)
         self.token = uuid.uuid4().hex
+        # the kernels of the process that built the problem: a worker with others refuses it
+        self.numerics = numerics.status().fingerprint
 
     @property
     def n_rows(self) -> int:
@@ -274,6 +278,7 @@ def _cached_chunk_loss(
                 return None
             _WORKER_PROBLEMS.move_to_end(token)
         else:
+            numerics.require_same(problem.numerics, f"worker process {os.getpid()}")
             _WORKER_PROBLEMS[token] = problem
             _WORKER_PROBLEMS.move_to_end(token)
             while len(_WORKER_PROBLEMS) > WORKER_CACHE_SIZE:

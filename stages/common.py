@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from evomlp import numerics
 from evomlp.artifacts import load_npz
 from evomlp.errors import EvomlpError
 
@@ -26,9 +27,11 @@ PARTS = ("train", "validation", "test")
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run ``main``; bad input becomes a one-line error and exit code 2."""
+    """Run ``main``; bad input becomes a one-line error and exit code 2. After a stage succeeds,
+    one line on stdout says which kernels computed its results (:func:`evomlp.numerics.describe`)."""
     try:
         main()
+        print(numerics.describe(), flush=True)
     except EvomlpError as error:
         message = " ".join(str(error).split())
         print(f"error: {message}", file=sys.stderr)

@@ -1,3 +1,7 @@
+# evomlp first: it pins the BLAS and SIMD code paths before numpy loads (evomlp.numerics), so the
+# tests compute with the kernels the stages use.
+import evomlp  # noqa: F401  isort: skip
+
 import numpy as np
 import pytest
 
