@@ -1,6 +1,10 @@
 """Population-evaluation throughput of evomlp, side by side with scipy's DE, against this machine's ceiling.
 
-    python benchmarks/throughput.py [--quick] [--json PATH] [--no-memory]
+    python benchmarks/throughput.py [--quick] [--json PATH] [--no-memory] [--kernels]
+
+Runs with the kernels the stages use (pinned by :mod:`evomlp.numerics`) and ends with the cost of
+that pin: the default configuration with the pinned kernels against this CPU's own
+(``EVOMLP_NATIVE_KERNELS=1``), each in a fresh process (``--kernels``: only that part).
 
 Problems: the default one (the 318 training rows of breast cancer, split and standardised as stage
 ``prepare`` does with the default params, on the 30-64-32-1 ReLU network), the same rows tiled x10
@@ -60,9 +64,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# evomlp before numpy, as in the stages: the default kernels are the pinned ones (evomlp.numerics);
+# EVOMLP_NATIVE_KERNELS=1 measures this CPU's own.
+from evomlp import numerics  # noqa: E402  isort: skip
+
+import numpy as np  # noqa: E402
 
 from evomlp.de import make_optimizer  # noqa: E402
 from evomlp.evaluation import FitnessProblem, PopulationEvaluator, _cached_chunk_loss, _process_pool, resolve_n_jobs  # noqa: E402
@@ -392,6 +400,62 @@ def peak_memory_mb(dtype: str, generations: int = 10) -> tuple[float, float]:
     return float(out[-2]), float(out[-1])
 
 
+# -- the cost of the same-bytes rule ---------------------------------------------------------
+KERNEL_CASES = (("bc", 50, 400), ("bc-x100", 50, 4))
+KERNEL_SETTINGS = ("pinned (default)", "native")
+
+
+def kernel_child(problem_name: str, size: int, generations: int) -> None:
+    """In a fresh process (the kernels are chosen when numpy loads): one default-configuration run
+    (threading, n_jobs auto, float32) after a warm-up; prints a JSON line."""
+    problem = make_problems((problem_name,))[problem_name]
+    run_evomlp(problem, 8, 2, "float32", "auto", backend="threading")  # numba loops, BLAS warm
+    elapsed, _ = run_evomlp(problem, size, generations, "float32", "auto", backend="threading")
+    status = numerics.status()
+    print(json.dumps({"evals_per_s": size * (generations + 1) / elapsed, "blas": list(status.blas),
+                      "numpy_simd": status.numpy_simd, "ceiling": matmul_gflops("float32", threads=1)}))
+
+
+def kernel_cost(repeats: int) -> list[dict]:
+    """Default configuration with the pinned kernels against this CPU's own, each in its own
+    process, interleaved ``repeats`` times; the best of each is kept."""
+    best: dict[tuple, dict] = {}
+    for _ in range(repeats):
+        for name, size, generations in KERNEL_CASES:
+            for setting in KERNEL_SETTINGS:
+                env = numerics.native_environment() if setting == "native" else numerics.pinned_environment()
+                out = subprocess.run(
+                    [sys.executable, __file__, "--kernel-child", name, str(size), str(generations)],
+                    env=env, capture_output=True, text=True, check=True,
+                ).stdout.splitlines()[-1]
+                row = json.loads(out)
+                key = (name, size, setting)
+                if key not in best or row["evals_per_s"] > best[key]["evals_per_s"]:
+                    best[key] = dict(row, problem=name, population=size, setting=setting)
+    rows = list(best.values())
+    print(f"cost of the same-bytes rule (default configuration: threading, n_jobs auto, float32; "
+          f"best of {repeats}, interleaved, each in its own process; CPU: {cpu_name()}):")
+    print(f"  {'problem':<8} {'P':>4}  {'kernels':<17} {'evals/s':>9}  {'BLAS':<16} {'numpy SIMD':<11} "
+          f"{'1-core sgemm GFLOP/s':>20}")
+    for row in rows:
+        print(f"  {row['problem']:<8} {row['population']:>4}  {row['setting']:<17} {row['evals_per_s']:>9,.0f}  "
+              f"{', '.join(sorted(set(row['blas']))):<16} {row['numpy_simd']:<11} {row['ceiling']:>20.1f}")
+    for name, size, _ in KERNEL_CASES:
+        pinned, native = best[(name, size, "pinned (default)")], best[(name, size, "native")]
+        print(f"  {name} P={size}: pinned / native = {pinned['evals_per_s'] / native['evals_per_s']:.3f}")
+    return rows
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 # -- main ------------------------------------------------------------------------------------
 def ceiling_gflops() -> tuple[float, float]:
     """``(numpy's default BLAS threads, 1 thread)`` float32 GFLOP/s of a 2048 x 2048 matmul."""
@@ -407,7 +471,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small subset, for smoke testing")
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    parser.add_argument("--kernels", action="store_true",
+                        help="only the cost of the same-bytes rule: pinned against native kernels")
+    parser.add_argument("--kernel-child", nargs=3, metavar=("PROBLEM", "P", "G"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.kernel_child:
+        kernel_child(args.kernel_child[0], int(args.kernel_child[1]), int(args.kernel_child[2]))
+        return
+    if args.kernels:
+        kernel_cost(repeats=3)
+        return
+    print(numerics.describe())
 
     total_started = time.perf_counter()
     ceilings = [ceiling_gflops()]
@@ -507,9 +581,11 @@ def main() -> None:
             print(f"peak memory (VmHWM), population 1,000 training run, 10 generations (bc, n_jobs 1, {dtype}): "
                   f"{memory[dtype][1]:.0f} MB (peak before the run, imports + data + population: "
                   f"{memory[dtype][0]:.0f} MB)")
+    print()
+    kernel_rows = kernel_cost(repeats=1 if args.quick else 3)
     print(f"total time {time.perf_counter() - total_started:.0f} s")
     if args.json:
-        payload = {"ceiling_gflops": ceiling, "rows": rows}
+        payload = {"ceiling_gflops": ceiling, "rows": rows, "kernels": kernel_rows}
         if memory:
             payload["peak_memory_mb"] = {d: m[1] for d, m in memory.items()}
         args.json.write_text(json.dumps(payload, indent=2) + "\n")

@@ -57,6 +57,7 @@ class PinResult:
 
 
 _RESULT: PinResult | None = None
+_BEFORE_PIN: dict[str, str | None] = {}
 
 
 def _machine() -> str:
@@ -129,6 +130,7 @@ def pin() -> PinResult:
     global _RESULT
     if _RESULT is None:
         wanted, result = plan(dict(os.environ), cpu_flags(), _machine(), "numpy" in sys.modules)
+        _BEFORE_PIN.update((key, os.environ.get(key)) for key in wanted)
         for key, value in wanted.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -161,6 +163,19 @@ def pinned_environment() -> dict[str, str]:
             env.pop(key, None)
         else:
             env[key] = value
+    return env
+
+
+def native_environment() -> dict[str, str]:
+    """``os.environ`` as it was before :func:`pin`, plus ``EVOMLP_NATIVE_KERNELS=1``: for starting a
+    process that computes with this CPU's own kernels (benchmarks)."""
+    env = dict(os.environ)
+    for key, value in _BEFORE_PIN.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    env[NATIVE_ENV] = "1"
     return env
 
 

@@ -207,3 +207,15 @@ def test_without_the_pin_kernels_change_the_bytes(prepared: Path, tmp_path: Path
     differing = {key for key in haswell if key != "numerics line" and haswell[key] != sandybridge[key]}
     # the fitness of every generation carries the kernel's last bits
     assert {"binary/metrics/plots/history.csv", "multiclass/metrics/plots/history.csv"} <= differing
+
+
+def test_native_environment_restores_what_the_pin_replaced() -> None:
+    result = python(
+        "import os, evomlp; from evomlp import numerics; e = numerics.native_environment();"
+        "print(os.environ['OPENBLAS_CORETYPE'], e.get('OPENBLAS_CORETYPE'), e.get('NPY_ENABLE_CPU_FEATURES'),"
+        " e.get('NPY_DISABLE_CPU_FEATURES'), e[numerics.NATIVE_ENV])",
+        OPENBLAS_CORETYPE="Zen", NPY_DISABLE_CPU_FEATURES="X86_V4",
+    )
+    assert result.returncode == 0, result.stderr
+    pinned_value = "Haswell" if AVX2 <= FLAGS else "Zen"
+    assert result.stdout.split() == [pinned_value, "Zen", "None", "X86_V4", "1"]
