@@ -1,7 +1,8 @@
 """Checkpoints of a training run: the whole :class:`~evomlp.trainer.TrainerState` in one ``.npz``.
 
-A checkpoint holds the optimizer state (population, fitness, archive, memories, generation,
-evaluation count and the bit generator's state) and the model selection so far (best weights,
+A checkpoint holds the optimizer state (whatever the optimizer's ``state_to_arrays`` gives: its
+population, fitness, generation, evaluation count, the bit generator's state and its family's own
+arrays, :mod:`evomlp.protocol`) and the model selection so far (best weights,
 best validation loss, patience counter, history), so a run resumed from it ends with the same bytes
 as one that was never interrupted. Files are written atomically and never pickled. The file name
 carries a key, a hash of everything that affects results (the settings and the training data), so
@@ -17,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from evomlp.artifacts import load_npz, save_npz
-from evomlp.de.base import state_from_arrays, state_to_arrays
 from evomlp.errors import EvomlpError
 from evomlp.trainer import TrainerState
 
@@ -34,8 +34,8 @@ def checkpoint_key(settings: dict, files: list[str | Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def save_checkpoint(path: str | Path, state: TrainerState, key: str) -> None:
-    arrays = {_OPTIMIZER_PREFIX + name: value for name, value in state_to_arrays(state.optimizer).items()}
+def save_checkpoint(path: str | Path, state: TrainerState, key: str, optimizer) -> None:
+    arrays = {_OPTIMIZER_PREFIX + name: value for name, value in optimizer.state_to_arrays(state.optimizer).items()}
     arrays.update(
         format_version=np.array(FORMAT_VERSION),
         key=np.array(key),
@@ -49,16 +49,16 @@ def save_checkpoint(path: str | Path, state: TrainerState, key: str) -> None:
     save_npz(path, arrays)
 
 
-def load_checkpoint(path: str | Path, key: str) -> TrainerState:
+def load_checkpoint(path: str | Path, key: str, optimizer) -> TrainerState:
     """The state saved at ``path``; an error if it is unreadable or belongs to another run."""
     arrays = load_npz(path, ("format_version", "key", "best_weights", "history"), what="checkpoint")
     if int(arrays["format_version"]) != FORMAT_VERSION or str(arrays["key"]) != key:
         raise EvomlpError(f"{path}: checkpoint of another run or format (delete it to start afresh)")
-    optimizer = state_from_arrays(
+    optimizer_state = optimizer.state_from_arrays(
         {name[len(_OPTIMIZER_PREFIX) :]: value for name, value in arrays.items() if name.startswith(_OPTIMIZER_PREFIX)}
     )
     return TrainerState(
-        optimizer=optimizer,
+        optimizer=optimizer_state,
         best_weights=np.array(arrays["best_weights"]),
         best_validation_loss=float(arrays["best_validation_loss"]),
         best_generation=int(arrays["best_generation"]),

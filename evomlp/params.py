@@ -196,16 +196,12 @@ def n_jobs(value: Any) -> int | str:
     raise ValueError("expected a positive integer (at most 1000000), -1 (all cores) or 'auto'")
 
 
-def _strategies() -> tuple[str, ...]:
-    from evomlp.de import ALGORITHMS
+def optimizer_name(value: Any) -> str:
+    from evomlp.optimizers import names
 
-    return ALGORITHMS
-
-
-def strategy(value: Any) -> str:
-    names = _strategies()
-    if not isinstance(value, str) or value not in names:
-        raise ValueError(f"expected one of {list(names)}{_suggest_value(value, names)}")
+    known = names()
+    if not isinstance(value, str) or value not in known:
+        raise ValueError(f"expected one of {list(known)}{_suggest_value(value, known)}")
     return value
 
 
@@ -229,19 +225,16 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "activations": Field(["relu", "relu"], list_of(choice(*ACTIVATIONS))),
     },
     "train": {
-        "strategy": Field("currenttopbest1bin", strategy),
+        "optimizer": Field("currenttopbest1bin", optimizer_name,
+                           "the optimizer (evomlp.optimizers); its settings are the block optimizer.<name>"),
         "population_size": Field(50, integer(4, 1_000_000)),
-        "mutation": Field(0.5, mutation),
-        "crossover_rate": Field(0.1, number(0, 1)),
-        "p_best": Field(0.1, number(0, 1, open_low=True)),
         "bounds": Field(5.0, positive_or_per_layer),
-        "bounds_handling": Field("clip", choice("clip", "reinitialize", "midpoint", "reflect")),
         "init": Field("he", choice("uniform", "glorot", "he")),
         "init_scale": Field(1.0, positive_or_per_layer),
         "max_generations": Field(1500, integer(1, 10_000_000)),
         "max_evaluations": Field(0, integer(0, INT64_MAX)),
         "patience": Field(0, integer(0, INT64_MAX)),
-        "l2": Field(0.03, number(0)),
+        "l2": Field(19.0, number(0), "scikit-learn's alpha: the fitness adds l2 / (2 N) * sum of squared weights"),
         "minibatch_size": Field(0, integer(0, INT64_MAX)),
         "dtype": Field("float32", choice("float32", "float64")),
         "seed": Field(0, integer(0, 2**32 - 1)),
@@ -284,11 +277,12 @@ def validate_params(raw: Any, source: str = "params.yaml") -> dict[str, dict[str
             f"{source}: expected a mapping of sections {list(SCHEMA)}, got {type(raw).__name__} {show(raw)}"
         )
     result: dict[str, dict[str, Any]] = {}
+    sections = [*SCHEMA, OPTIMIZER_SECTION]
     for section in raw:
-        if not isinstance(section, str) or section not in SCHEMA:
+        if not isinstance(section, str) or section not in sections:
             raise ParamsError(
-                f"{source}: unknown section {_name(section)}{_suggest(section, list(SCHEMA))}; "
-                f"expected one of {list(SCHEMA)}"
+                f"{source}: unknown section {_name(section)}{_suggest(section, sections)}; "
+                f"expected one of {sections}"
             )
     for section, fields in SCHEMA.items():
         given = raw.get(section)
@@ -312,8 +306,62 @@ def validate_params(raw: Any, source: str = "params.yaml") -> dict[str, dict[str
             except ValueError as error:
                 raise ParamsError(f"{source}: {section}.{key}: {error}, got {show(value)}") from None
         result[section] = values
+    result[OPTIMIZER_SECTION] = _validate_optimizer_blocks(raw.get(OPTIMIZER_SECTION), result["train"]["optimizer"], source)
     _check_together(result, source)
     return result
+
+
+OPTIMIZER_SECTION = "optimizer"
+
+
+def _validate_optimizer_blocks(given: Any, chosen: str, source: str) -> dict[str, dict[str, Any]]:
+    """``optimizer.<name>``: one block of settings per optimizer, defaults filled in for all.
+
+    Only the chosen optimizer's block is read (and is the train stage's DVC dependency); a setting
+    of another optimizer's block that differs from its default would be ignored, so it is an error.
+    """
+    from evomlp.optimizers import registry
+
+    known = registry()
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise ParamsError(f"{source}: {OPTIMIZER_SECTION}: expected a mapping of optimizer names to settings, got {show(given)}")
+    blocks: dict[str, dict[str, Any]] = {}
+    for name in given:
+        if not isinstance(name, str) or name not in known:
+            raise ParamsError(
+                f"{source}: {OPTIMIZER_SECTION}.{_name(name)}: unknown optimizer"
+                f"{_suggest(name, list(known)) or f'; expected one of {list(known)}'}"
+            )
+    for name, entry in known.items():
+        block = given.get(name)
+        if block is None:
+            block = {}
+        if not isinstance(block, dict):
+            raise ParamsError(f"{source}: {OPTIMIZER_SECTION}.{name}: expected a mapping of settings {list(entry.settings)}, got {show(block)}")
+        for key in block:
+            if not isinstance(key, str) or key not in entry.settings:
+                reads = f"{name} reads {list(entry.settings)}" if entry.settings else f"{name} has no settings"
+                raise ParamsError(
+                    f"{source}: {OPTIMIZER_SECTION}.{name}.{_name(key)}: unknown key"
+                    f"{_suggest(key, list(entry.settings))}; {reads}"
+                )
+        values = {}
+        for key, spec in entry.settings.items():
+            value = block.get(key, spec.default)
+            try:
+                values[key] = spec.check(value)
+            except ValueError as error:
+                raise ParamsError(f"{source}: {OPTIMIZER_SECTION}.{name}.{key}: {error}, got {show(value)}") from None
+            if name != chosen and values[key] != spec.check(spec.default):
+                raise ParamsError(
+                    f"{source}: {OPTIMIZER_SECTION}.{name}.{key}: {show(value)} differs from its default "
+                    f"{show(spec.default)}, but train.optimizer is {chosen!r}, which does not read it; set "
+                    f"train.optimizer: {name} or put it back"
+                )
+        blocks[name] = values
+    return blocks
 
 
 def _check_together(params: dict[str, dict[str, Any]], source: str) -> None:
@@ -323,13 +371,19 @@ def _check_together(params: dict[str, dict[str, Any]], source: str) -> None:
             f"{source}: model.activations: expected one activation per hidden layer "
             f"({len(model['hidden_layers'])}), got {len(model['activations'])}"
         )
-    from evomlp.de import minimum_population
+    from evomlp.optimizers import entry
 
-    needed = minimum_population(train["strategy"])
+    chosen = entry(train["optimizer"])
+    needed = chosen.minimum_population
     if train["population_size"] < needed:
         raise ParamsError(
-            f"{source}: train.population_size: strategy {train['strategy']!r} needs at least "
+            f"{source}: train.population_size: optimizer {chosen.name!r} needs at least "
             f"{needed} individuals, got {train['population_size']}"
+        )
+    if chosen.even_population and train["population_size"] % 2:
+        raise ParamsError(
+            f"{source}: train.population_size: optimizer {chosen.name!r} samples in mirrored pairs and "
+            f"needs an even population, got {train['population_size']}"
         )
     n_layers = len(model["hidden_layers"]) + 1
     for key in ("bounds", "init_scale"):

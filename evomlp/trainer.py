@@ -1,8 +1,9 @@
 """The training loop: propose -> build and evaluate -> tell -> validate -> log -> checkpoint.
 
-The model kept is the best individual *by validation loss*: every generation the population's best
-individual (by training fitness) is scored on the validation rows, and the best of those scores so
-far is the model. DE overfits a few thousand weights on a few hundred rows (training loss heads to
+The model kept is the best network *by validation loss*: every generation the optimizer's
+candidates (DE: the population's best individual by training fitness; an evolution strategy: its
+best sample and its mean) are scored on the validation rows, and the best of those scores so far
+is the model. DE overfits a few thousand weights on a few hundred rows (training loss heads to
 zero while test accuracy falls), so selecting by training fitness alone would keep an overfit
 network. ``patience`` stops a run after that many generations without a validation improvement.
 
@@ -19,12 +20,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from evomlp.de.base import DEState, sanitize_fitness
 from evomlp.evaluation import FitnessProblem, PopulationEvaluator
+from evomlp.protocol import sanitize_fitness
 
 HISTORY_COLUMNS = (
     "generation",
@@ -53,7 +54,7 @@ class TrainConfig:
 class TrainerState:
     """Everything a run needs to continue: the optimizer state and the model selection so far."""
 
-    optimizer: DEState
+    optimizer: Any  # the optimizer's state (evomlp.protocol)
     best_weights: np.ndarray
     best_validation_loss: float
     best_generation: int
@@ -77,7 +78,7 @@ class TrainResult:
 class Trainer:
     """Runs an ask/tell optimizer on a :class:`FitnessProblem` with validation-based selection.
 
-    ``optimizer`` has ``init``, ``propose`` and ``tell`` (see :mod:`evomlp.de.base`); ``evaluate``
+    ``optimizer`` follows :mod:`evomlp.protocol` (any family); ``evaluate``
     is a :class:`PopulationEvaluator` (entered), which builds the proposed trials and evaluates
     them; ``validation`` scores single networks on held-out rows.
     """
@@ -109,7 +110,7 @@ class Trainer:
         optimizer_state = self.optimizer.init(initial_population, fitness, rng)
         state = TrainerState(
             optimizer=optimizer_state,
-            best_weights=optimizer_state.best.copy(),
+            best_weights=self.optimizer.candidates(optimizer_state)[0].copy(),
             best_validation_loss=np.inf,
             best_generation=0,
         )
@@ -226,13 +227,17 @@ class Trainer:
         return fitness
 
     def _record(self, state: TrainerState) -> None:
-        """Validate the population's best, update the selected model, append a history row."""
+        """Validate the optimizer's candidates, update the selected model, append a history row
+        (of the candidate with the lowest validation loss, the first on ties)."""
         started = time.perf_counter()
         optimizer_state = state.optimizer
-        best = optimizer_state.best
-        candidates = best[None, :]
-        validation_loss, validation_accuracy = self.validation.loss_and_accuracy(candidates)
-        train_loss, train_accuracy = self.train_scoring.loss_and_accuracy(candidates)
+        candidates = np.asarray(self.optimizer.candidates(optimizer_state))
+        validation_losses, validation_accuracies = self.validation.loss_and_accuracy(candidates)
+        pick = int(np.argmin(np.where(np.isfinite(validation_losses), validation_losses, np.inf)))
+        best = candidates[pick]
+        validation_loss = validation_losses[pick : pick + 1]
+        validation_accuracy = None if validation_accuracies is None else validation_accuracies[pick : pick + 1]
+        train_loss, train_accuracy = self.train_scoring.loss_and_accuracy(best[None, :])
         loss = float(validation_loss[0])
         if np.isfinite(loss) and loss < state.best_validation_loss:
             state.best_validation_loss = loss

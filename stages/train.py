@@ -1,6 +1,7 @@
-"""Stage train: differential evolution over all weights of the MLP, model chosen on validation loss.
+"""Stage train: a randomized optimizer over all weights of the MLP, model chosen on validation loss.
 
-Reads params ``model.*`` and ``train.*`` (results) and ``runtime.*`` (speed and display only; not a
+Reads params ``model.*``, ``train.*`` and the chosen optimizer's block ``optimizer.<train.optimizer>``
+(results) and ``runtime.*`` (speed and display only; not a
 DVC dependency). Writes ``models/model.npz``, ``metrics/train.json``,
 ``metrics/plots/history.csv``, and the untracked ``logs/train-timing.json``. Every
 ``runtime.checkpoint_every`` generations (and on Ctrl-C) the whole run is saved to
@@ -33,9 +34,9 @@ from stages.common import (
 
 from evomlp.artifacts import save_csv, save_json, save_model
 from evomlp.checkpoint import checkpoint_key, load_checkpoint, save_checkpoint
-from evomlp.de import make_optimizer
+from evomlp import optimizers
 from evomlp.evaluation import FitnessProblem, PopulationEvaluator
-from evomlp.network import MLPSpec, initial_population, per_weight
+from evomlp.network import MLPSpec, initial_population, initial_scales, per_weight
 from evomlp.params import load_params
 from evomlp.trainer import HISTORY_COLUMNS, TrainConfig, Trainer, TrainResult
 
@@ -59,9 +60,19 @@ class TrainedNetwork:
     timings: dict
 
 
+def initial_deviation(spec: MLPSpec, train: dict, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Per-weight standard deviation of the initial population ``(D,)``: its uniform half-width
+    over sqrt(3) (evolution strategies scale their step sizes by it)."""
+    if train["init"] == "uniform":
+        return (upper - lower) / np.sqrt(12.0)
+    half_width = initial_scales(spec, train["init"]) * per_weight(spec, train["init_scale"])
+    return np.minimum(half_width, upper) / np.sqrt(3.0)
+
+
 def train_network(
     model: dict,
     train: dict,
+    optimizer_settings: dict,
     runtime: dict,
     task: str,
     classes: np.ndarray,
@@ -70,7 +81,8 @@ def train_network(
     checkpoint_path: Path | None = None,
     key: str = "",
 ) -> TrainedNetwork:
-    """Train one network from validated params sections (``model``, ``train``, ``runtime``).
+    """Train one network from validated params sections (``model``, ``train``, the chosen
+    optimizer's block ``optimizer_settings``, ``runtime``).
 
     With ``checkpoint_path``, the run resumes from that file if it exists and saves to it every
     ``runtime.checkpoint_every`` generations and on Ctrl-C.
@@ -80,7 +92,7 @@ def train_network(
     spec = build_spec(model, task, X_train.shape[1], classes, y_train)
     if runtime["progress"]:
         print(
-            f"train: {train['strategy']} on a {'-'.join(map(str, spec.layer_sizes))} MLP "
+            f"train: {train['optimizer']} on a {'-'.join(map(str, spec.layer_sizes))} MLP "
             f"({spec.n_weights} weights), population {train['population_size']}, "
             f"{X_train.shape[0]} training rows, {train['dtype']}",
             file=sys.stderr,
@@ -88,14 +100,12 @@ def train_network(
     rng = np.random.default_rng(train["seed"])
     bound = per_weight(spec, train["bounds"])
     lower, upper = -bound, bound
-    optimizer = make_optimizer(
-        train["strategy"],
+    optimizer = optimizers.make(
+        train["optimizer"],
+        optimizer_settings,
         lower,
         upper,
-        mutation=train["mutation"],
-        crossover_rate=train["crossover_rate"],
-        p_best=train["p_best"],
-        bounds_handling=train["bounds_handling"],
+        initial_scale=initial_deviation(spec, train, lower, upper),
         max_evaluations=train["max_evaluations"] or train["population_size"] * (train["max_generations"] + 1),
     )
     problem = FitnessProblem(spec, X_train, y_train, l2=train["l2"], dtype=train["dtype"])
@@ -110,7 +120,7 @@ def train_network(
     )
     checkpoint = None
     if checkpoint_path is not None:
-        checkpoint = lambda state: save_checkpoint(checkpoint_path, state, key)  # noqa: E731
+        checkpoint = lambda state: save_checkpoint(checkpoint_path, state, key, optimizer)  # noqa: E731
     with PopulationEvaluator(
         problem, runtime["n_jobs"], runtime["backend"], runtime["scheduler_address"], population_size=train["population_size"]
     ) as evaluate:
@@ -121,7 +131,7 @@ def train_network(
             workers = "in-process" if evaluate.n_jobs == 1 else f"{evaluate.n_jobs} workers ({runtime['backend']})"
             print(f"train: evaluating {workers} (runtime.n_jobs {runtime['n_jobs']})", file=sys.stderr)
         if checkpoint_path is not None and checkpoint_path.exists():
-            state = load_checkpoint(checkpoint_path, key)
+            state = load_checkpoint(checkpoint_path, key, optimizer)
             print(f"train: resuming from generation {state.optimizer.generation} ({checkpoint_path})", file=sys.stderr)
         else:
             population = initial_population(
@@ -147,11 +157,13 @@ def main() -> None:
     preprocessing = load_preprocessing()
     task, classes = str(preprocessing["task"]), preprocessing["classes"]
     train_part, validation_part = load_part("train"), load_part("validation")
-    key = checkpoint_key({"model": model, "train": train}, [PREPARED / f"{name}.npz" for name in PARTS])
+    optimizer_settings = params["optimizer"][train["optimizer"]]
+    key = checkpoint_key({"model": model, "train": train, "optimizer": optimizer_settings},
+                         [PREPARED / f"{name}.npz" for name in PARTS])
     checkpoint_path = CHECKPOINTS / f"train-{key}.npz"
     started = time.perf_counter()
     trained = train_network(
-        model, train, runtime, task, classes, train_part, validation_part, checkpoint_path, key
+        model, train, optimizer_settings, runtime, task, classes, train_part, validation_part, checkpoint_path, key
     )
     spec, result, scoring, validation = trained.spec, trained.result, trained.scoring, trained.validation
     elapsed = time.perf_counter() - started

@@ -63,7 +63,7 @@ def test_every_imported_project_file_is_a_dependency_and_no_code_dependency_is_s
     deps = definition["deps"]
     missing = sorted(p.relative_to(ROOT).as_posix() for p in files if not covered(p, deps))
     assert not missing, f"{stage} imports {missing} but dvc.yaml does not list them"
-    code_deps = [d for d in deps if d.endswith(".py") or d == "evomlp/de"]
+    code_deps = [d for d in deps if d.endswith(".py") or d in ("evomlp/de", "evomlp/es")]
     stale = [d for d in code_deps if not any(covered(p, [d]) for p in files)]
     assert not stale, f"{stage} lists {stale} but never imports them"
 
@@ -75,8 +75,20 @@ def test_every_imported_project_file_is_a_dependency_and_no_code_dependency_is_s
 def test_params_are_exactly_the_result_affecting_keys(stage, sections):
     listed = set(PIPELINE[stage].get("params", []))
     expected = {f"{section}.{key}" for section in sections for key in SCHEMA[section]}
+    if stage == "train":  # and the chosen optimizer's own block, and no other optimizer's
+        expected.add("optimizer.${train.optimizer}")
     assert listed == expected
     assert not any(key.startswith("runtime.") for key in listed)
+
+
+def test_the_check_stage_reads_every_section_and_every_stage_comes_after_it():
+    check = PIPELINE["check"]
+    # every section but runtime, which cannot change results and so must not change dvc.lock
+    assert set(check["params"]) == (set(SCHEMA) - {"runtime"}) | {"optimizer"}
+    (checked,) = check["outs"]
+    assert checked in PIPELINE["prepare"]["deps"]  # prepare is upstream of train, evaluate, baseline
+    for name in ("train", "evaluate", "baseline"):
+        assert "data/prepared" in PIPELINE[name]["deps"]
 
 
 def test_metrics_and_plots_live_in_git():

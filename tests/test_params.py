@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evomlp.de import ALGORITHMS, minimum_population
+from evomlp.optimizers import default_settings, entry, names
 from evomlp.errors import EvomlpError
 from evomlp.params import ACTIVATIONS, SCHEMA, ParamsError, load_params, show, validate_params
 
@@ -34,9 +34,12 @@ def assert_rejected(raw, *fragments: str) -> str:
 def test_defaults_fill_every_key_of_the_schema():
     params = validate_params(None)
     assert params == validate_params({})
-    assert set(params) == set(SCHEMA)
+    assert set(params) == set(SCHEMA) | {"optimizer"}
     for section, fields in SCHEMA.items():
         assert set(params[section]) == set(fields)
+    assert set(params["optimizer"]) == set(names())
+    for name in names():
+        assert params["optimizer"][name] == default_settings(name)
     assert params["train"]["population_size"] == 50
     assert params["data"]["test_size"] == 0.3
     assert params["data"]["impute"] == "none"
@@ -53,24 +56,28 @@ def test_the_committed_params_file_spells_out_the_schema_defaults():
     assert validate_params(committed) == validate_params({})
     for section, fields in SCHEMA.items():
         assert set(committed[section]) == set(fields), section
+    assert list(committed["optimizer"]) == list(names())  # every optimizer's block, in the registry's order
+    for name in names():
+        assert set(committed["optimizer"][name]) == set(entry(name).settings), name
 
 
 def test_a_partial_section_keeps_the_given_value_and_defaults_the_rest():
     params = validate_params({"train": {"population_size": 12}, "data": None})
     assert params["train"]["population_size"] == 12
-    assert params["train"]["mutation"] == 0.5
+    assert params["train"]["bounds"] == 5.0
     assert params["data"] == validate_params({})["data"]
 
 
 def test_numbers_are_normalised_to_their_type():
-    params = validate_params({"train": {"mutation": 1, "crossover_rate": 1, "bounds": [1, 2, 3]}})
-    assert isinstance(params["train"]["mutation"], float)
-    assert isinstance(params["train"]["crossover_rate"], float)
+    params = validate_params({"train": {"bounds": [1, 2, 3]},
+                              "optimizer": {"currenttopbest1bin": {"mutation": 1, "crossover_rate": 1}}})
+    settings = params["optimizer"]["currenttopbest1bin"]
+    assert isinstance(settings["mutation"], float) and isinstance(settings["crossover_rate"], float)
     assert params["train"]["bounds"] == [1.0, 2.0, 3.0]
 
 
 def test_validation_is_idempotent():
-    params = validate_params({"train": {"mutation": [0.4, 0.9]}, "runtime": {"n_jobs": "auto"}})
+    params = validate_params({"optimizer": {"currenttopbest1bin": {"mutation": [0.4, 0.9]}}, "runtime": {"n_jobs": "auto"}})
     assert validate_params(params) == params
 
 
@@ -82,16 +89,6 @@ BAD_VALUES = [
     ("train", "population_size", 10.0, "integer"),
     ("train", "population_size", "50", "integer"),
     ("train", "population_size", True, "integer"),
-    ("train", "mutation", 0, "(0, 2]"),
-    ("train", "mutation", 2.0001, "(0, 2]"),
-    ("train", "mutation", -0.5, "(0, 2]"),
-    ("train", "mutation", [0.9, 0.4], "low <= high"),
-    ("train", "mutation", [0.1, 0.5, 0.9], "[low, high]"),
-    ("train", "mutation", math.nan, "(0, 2]"),
-    ("train", "crossover_rate", -0.01, "[0, 1]"),
-    ("train", "crossover_rate", 1.01, "[0, 1]"),
-    ("train", "crossover_rate", math.inf, "number"),
-    ("train", "p_best", 0, "(0, 1]"),
     ("data", "test_size", 0, "(0, 1)"),
     ("data", "test_size", 1, "(0, 1)"),
     ("data", "test_size", 1.0, "(0, 1)"),
@@ -109,12 +106,11 @@ BAD_VALUES = [
     ("model", "hidden_layers", [64, 2.5], "integer"),
     ("model", "activations", ["relu", "sigmoid"], "item 1"),
     ("model", "activations", "relu", "list"),
-    ("train", "strategy", "rand3bin", "expected one of"),
-    ("train", "strategy", 7, "expected one of"),
+    ("train", "optimizer", "rand3bin", "expected one of"),
+    ("train", "optimizer", 7, "expected one of"),
     ("train", "bounds", 0, "positive"),
     ("train", "bounds", [1.0, -1.0, 1.0], "positive"),
     ("train", "init_scale", [], "positive"),
-    ("train", "bounds_handling", "wrap", "'clip'"),
     ("train", "init", "xavier", "'glorot'"),
     ("train", "max_generations", 0, "integer"),
     ("train", "max_evaluations", -1, "integer"),
@@ -143,12 +139,6 @@ def test_a_bad_value_names_key_value_and_expectation(section, key, value, expect
 @pytest.mark.parametrize(
     ("section", "key", "value"),
     [
-        ("train", "mutation", 2),
-        ("train", "mutation", 1e-9),
-        ("train", "mutation", [0.5, 0.5]),
-        ("train", "crossover_rate", 0),
-        ("train", "crossover_rate", 1),
-        ("train", "p_best", 1),
         ("data", "test_size", 0.5),
         ("data", "task", "regression"),
         ("data", "impute", "median"),
@@ -169,17 +159,18 @@ def test_every_known_activation_is_accepted(name):
     assert params["model"]["activations"] == [name]
 
 
-@pytest.mark.parametrize("strategy", ALGORITHMS)
-def test_population_size_must_cover_what_the_strategy_needs(strategy):
-    needed = minimum_population(strategy)
-    ok = validate_params({"train": {"strategy": strategy, "population_size": max(needed, 4)}})
-    assert ok["train"]["population_size"] == max(needed, 4)
+@pytest.mark.parametrize("name", names())
+def test_population_size_must_cover_what_the_optimizer_needs(name):
+    needed = entry(name).minimum_population
+    size = max(needed, 4) + (max(needed, 4) % 2 if entry(name).even_population else 0)
+    ok = validate_params({"train": {"optimizer": name, "population_size": size}})
+    assert ok["train"]["population_size"] == size
     too_small = needed - 1
     if too_small >= 4:  # below 4 the key's own range already rejects it
         message = assert_rejected(
-            {"train": {"strategy": strategy, "population_size": too_small}},
+            {"train": {"optimizer": name, "population_size": too_small}},
             "train.population_size",
-            repr(strategy),
+            repr(name),
             f"at least {needed}",
             f"got {too_small}",
         )
@@ -187,7 +178,61 @@ def test_population_size_must_cover_what_the_strategy_needs(strategy):
 
 
 def test_rand2_strategies_need_six_individuals():
-    assert_rejected({"train": {"strategy": "rand2bin", "population_size": 5}}, "train.population_size", "at least 6")
+    assert_rejected({"train": {"optimizer": "rand2bin", "population_size": 5}}, "train.population_size", "at least 6")
+
+
+def test_mirrored_sampling_needs_an_even_population():
+    mirrored = [name for name in names() if entry(name).even_population]
+    assert mirrored, "pgpe samples in mirrored pairs"
+    assert_rejected({"train": {"optimizer": mirrored[0], "population_size": 51}}, "train.population_size", "even", "got 51")
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer blocks: each optimizer reads its own settings, and only those
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "value"),
+    [("currenttopbest1bin", "mutation", 2), ("currenttopbest1bin", "mutation", 1e-9),
+     ("currenttopbest1bin", "mutation", [0.5, 0.5]), ("rand1bin", "crossover_rate", 0),
+     ("rand1bin", "crossover_rate", 1), ("currenttopbest1bin", "p_best", 1)],
+)
+def test_boundary_settings_of_the_chosen_optimizer_are_accepted(name, key, value):
+    params = validate_params({"train": {"optimizer": name}, "optimizer": {name: {key: value}}})
+    assert params["optimizer"][name][key] == value
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "value", "expected"),
+    [("rand1bin", "crossover_rate", 1.5, "[0, 1]"), ("currenttopbest1bin", "mutation", 3, "F in (0, 2]"),
+     ("jade", "bounds_handling", "wrap", "'clip'")],
+)
+def test_a_bad_setting_names_the_optimizer_block(name, key, value, expected):
+    assert_rejected({"train": {"optimizer": name}, "optimizer": {name: {key: value}}},
+                    f"optimizer.{name}.{key}: expected", expected, f"got {show(value)}")
+
+
+def test_a_key_the_chosen_optimizer_does_not_read_is_an_error():
+    # the old flat namespace: JADE adapts F itself, so a mutation setting would be silently ignored
+    assert_rejected({"train": {"optimizer": "jade"}, "optimizer": {"jade": {"mutation": 0.7}}},
+                    "optimizer.jade.mutation: unknown key", "jade reads ['bounds_handling']")
+    assert_rejected({"optimizer": {"rand1bin": {"p_best": 0.2}}}, "optimizer.rand1bin.p_best: unknown key")
+    # another optimizer's setting, changed from its default, would be ignored too
+    message = assert_rejected({"train": {"optimizer": "jade"}, "optimizer": {"currenttopbest1bin": {"mutation": 0.7}}},
+                              "optimizer.currenttopbest1bin.mutation", "differs from its default",
+                              "train.optimizer is 'jade'")
+    assert "set train.optimizer: currenttopbest1bin" in message
+
+
+def test_other_optimizers_blocks_at_their_defaults_are_fine_so_switching_is_one_key():
+    blocks = {name: default_settings(name) for name in names()}
+    for name in names():
+        params = validate_params({"train": {"optimizer": name, "population_size": 50}, "optimizer": blocks})
+        assert params["optimizer"][name] == default_settings(name)
+
+
+def test_an_unknown_optimizer_block_gets_the_nearest_name():
+    assert_rejected({"optimizer": {"snse": {}}}, "optimizer.snse: unknown optimizer", "did you mean 'snes'?")
 
 
 def test_one_activation_per_hidden_layer():
@@ -230,7 +275,7 @@ def test_an_unknown_key_without_a_near_name_lists_the_known_keys():
 
 
 def test_a_misspelt_choice_gets_the_nearest_option():
-    assert_rejected({"train": {"strategy": "rand1bim"}}, "train.strategy", "did you mean 'rand1bin'?")
+    assert_rejected({"train": {"optimizer": "rand1bim"}}, "train.optimizer", "did you mean 'rand1bin'?")
     assert_rejected(
         {"model": {"hidden_layers": [4], "activations": ["rleu"]}}, "model.activations", "did you mean 'relu'?"
     )
@@ -315,7 +360,7 @@ KNOWN_STRINGS = sorted(
     {
         "auto", "binary", "multiclass", "regression", "none", "median", "breast_cancer", "iris", "x.csv",
         "clip", "reflect", "he", "glorot", "float32", "float64", "adam", "lbfgs", "loky", "dask",
-        *ACTIVATIONS, *ALGORITHMS,
+        *ACTIVATIONS, *names(),
     }
 )
 scalars = st.one_of(
@@ -369,7 +414,7 @@ def fuzzed_params(draw):
             extras.append((section, extra))
         raw[section] = given
     if draw(st.integers(0, 19)) == 7:
-        extra = draw(extra_keys.filter(lambda k: k not in SCHEMA))
+        extra = draw(extra_keys.filter(lambda k: k not in SCHEMA and k != "optimizer"))
         raw[extra] = draw(junk)
         extras.append(("", extra))
     return raw, extras
@@ -377,7 +422,7 @@ def fuzzed_params(draw):
 
 PARTNERS = {  # a change of one key may be reported on the key it is checked against
     "model.hidden_layers": {"model.activations", "train.bounds", "train.init_scale"},
-    "train.strategy": {"train.population_size"},
+    "train.optimizer": {"train.population_size"},
     "data.dataset": {"data.target"},
     "data.test_size": {"data.validation_size"},
 }
@@ -419,13 +464,13 @@ def test_fuzzed_params_give_a_valid_mapping_or_a_one_line_params_error(case):
         return
     # other exception types propagate and fail the test
     assert not extras, f"unknown keys {extras} were accepted"
-    assert set(result) == set(SCHEMA)
+    assert set(result) == set(SCHEMA) | {"optimizer"}
     for section, fields in SCHEMA.items():
         assert set(result[section]) == set(fields)
         for key, spec in fields.items():
             assert spec.check(result[section][key]) == result[section][key]
     assert validate_params(result) == result
-    assert result["train"]["population_size"] >= minimum_population(result["train"]["strategy"])
+    assert result["train"]["population_size"] >= entry(result["train"]["optimizer"]).minimum_population
     assert len(result["model"]["activations"]) == len(result["model"]["hidden_layers"])
 
 

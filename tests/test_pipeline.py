@@ -69,7 +69,7 @@ def repo(tmp_path: Path) -> Path:
 
 def test_pipeline_end_to_end(repo: Path) -> None:
     first = dvc("repro", cwd=repo)
-    assert ran_stages(first.stdout) == {"prepare", "train", "evaluate", "baseline"}
+    assert ran_stages(first.stdout) == {"check", "prepare", "train", "evaluate", "baseline"}
 
     test = json.loads((repo / "metrics/test.json").read_text())
     baseline = json.loads((repo / "metrics/baseline.json").read_text())
@@ -110,7 +110,7 @@ def test_pipeline_end_to_end(repo: Path) -> None:
     run(["git", "add", "-A"], repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], repo)
     set_params(repo, {"train": {"population_size": 16}})
-    assert ran_stages(dvc("repro", cwd=repo).stdout) == {"train", "evaluate"}
+    assert ran_stages(dvc("repro", cwd=repo).stdout) == {"check", "train", "evaluate"}
     assert json.loads((repo / "metrics/train.json").read_text())["evaluations"] == 16 * 41
 
     # and dvc metrics diff (committed vs workspace) shows what moved
@@ -130,8 +130,9 @@ def checkpoint_generation(directory: Path) -> int:
     return -1
 
 
-def test_sigkilled_training_resumes_to_the_same_bytes(repo: Path) -> None:
-    set_params(repo, {"train": {"max_generations": 400, "population_size": 16},
+@pytest.mark.parametrize("optimizer", ["currenttopbest1bin", "pgpe"])  # one DE, one evolution strategy
+def test_sigkilled_training_resumes_to_the_same_bytes(repo: Path, optimizer: str) -> None:
+    set_params(repo, {"train": {"max_generations": 400, "population_size": 16, "optimizer": optimizer},
                       "runtime": {"checkpoint_every": 1}})
     run([sys.executable, "-m", "stages.prepare"], repo)
     run([sys.executable, "-m", "stages.train"], repo)
@@ -205,3 +206,39 @@ def test_ctrl_c_saves_the_state_and_says_where(repo: Path) -> None:
     assert str(saved.relative_to(repo)) in line
     assert checkpoint_generation(repo / ".checkpoints") == generation > 0
     assert not (repo / "models/model.npz").exists()
+
+
+def test_each_optimizer_owns_its_settings_in_the_pipeline(repo: Path) -> None:
+    dvc("repro", cwd=repo)
+    model = (repo / "models/model.npz").read_bytes()
+
+    # another optimizer's block is no dependency of train: written out at its default (as in the
+    # committed params.yaml) it changes nothing ...
+    set_params(repo, {"optimizer": {"jade": {"bounds_handling": "midpoint"}}})
+    assert ran_stages(dvc("repro", cwd=repo).stdout) <= {"check"}
+    # ... and changed, it would be ignored: an error, before any stage loses its outputs
+    set_params(repo, {"optimizer": {"jade": {"bounds_handling": "clip"}}})
+    failed = run([sys.executable, "-m", "dvc", "repro"], repo, check=False)
+    assert failed.returncode != 0
+    assert "optimizer.jade.bounds_handling: 'clip' differs from its default" in failed.stderr + failed.stdout
+    assert (repo / "models/model.npz").read_bytes() == model
+    set_params(repo, {"optimizer": {"jade": {"bounds_handling": "midpoint"}}})
+
+    # the chosen optimizer's own setting is a dependency of train
+    set_params(repo, {"optimizer": {"currenttopbest1bin": {"crossover_rate": 0.3}}})
+    assert ran_stages(dvc("repro", cwd=repo).stdout) == {"check", "train", "evaluate"}
+    set_params(repo, {"optimizer": {"currenttopbest1bin": {"crossover_rate": 0.1}}})
+
+    # switching optimizer is one key, the other blocks staying at their defaults
+    set_params(repo, {"train": {"optimizer": "pgpe"}})
+    assert ran_stages(dvc("repro", cwd=repo).stdout) == {"check", "train", "evaluate"}
+    assert (repo / "models/model.npz").read_bytes() != model
+    train = json.loads((repo / "metrics/train.json").read_text())
+    assert train["evaluations"] == 20 * 41
+    # an evolution strategy gives the same bytes for any n_jobs and backend too
+    es_model, lock = (repo / "models/model.npz").read_bytes(), (repo / "dvc.lock").read_text()
+    for runtime in ({"n_jobs": 2, "backend": "threading"}, {"n_jobs": 2, "backend": "loky"}, {"n_jobs": 1}):
+        set_params(repo, {"runtime": runtime})
+        dvc("repro", "-f", "train", cwd=repo)
+        assert (repo / "models/model.npz").read_bytes() == es_model, runtime
+        assert (repo / "dvc.lock").read_text() == lock

@@ -73,9 +73,9 @@ GOOD_CSV = "a,b,colour,label\n" + "".join(
 CASES = {
     "misspelt key": ("train:\n  populaton_size: 30\n", {}, ["train.populaton_size", "population_size"]),
     "population too small": (
-        "train:\n  strategy: rand2bin\n  population_size: 5\n", {}, ["train.population_size", "5"]
+        "train:\n  optimizer: rand2bin\n  population_size: 5\n", {}, ["train.population_size", "5"]
     ),
-    "F out of range": ("train:\n  mutation: 2.5\n", {}, ["train.mutation", "2.5"]),
+    "F out of range": ("optimizer:\n  currenttopbest1bin: {mutation: 2.5}\n", {}, ["optimizer.currenttopbest1bin.mutation", "2.5"]),
     "string for a number": ("data:\n  test_size: thirty\n", {}, ["data.test_size", "'thirty'"]),
     "not YAML": ("data: {test_size: [0.3\n", {}, ["params.yaml: not valid YAML"]),
     "missing file": (csv_params(), {}, ["raw/data.csv", "not found"]),

@@ -80,13 +80,13 @@ def test_resume_from_a_checkpoint_gives_the_uninterrupted_result(small_problem, 
     path = tmp_path / "run.npz"
     saved = []
     trainer, population, rng, _ = make_trainer(
-        small_problem, checkpoint=lambda state: saved.append(save_checkpoint(path, state, "k")),
+        small_problem, checkpoint=lambda state: saved.append(save_checkpoint(path, state, "k", trainer.optimizer)),
         max_generations=13, checkpoint_every=13, **settings,
     )
     trainer.run(trainer.start(population, rng))
     assert len(saved) == 1
     resumed_trainer, _, _, _ = make_trainer(small_problem, max_generations=30, **settings)
-    state = load_checkpoint(path, "k")
+    state = load_checkpoint(path, "k", resumed_trainer.optimizer)
     assert state.optimizer.generation == 13
     resumed = resumed_trainer.run(state)
     assert np.array_equal(resumed.weights, reference.weights)
@@ -97,9 +97,9 @@ def test_resume_from_a_checkpoint_gives_the_uninterrupted_result(small_problem, 
 def test_checkpoint_of_another_run_is_refused(small_problem, tmp_path):
     trainer, population, rng, _ = make_trainer(small_problem, max_generations=2)
     state = trainer.start(population, rng)
-    save_checkpoint(tmp_path / "c.npz", state, "key-a")
+    save_checkpoint(tmp_path / "c.npz", state, "key-a", trainer.optimizer)
     with pytest.raises(EvomlpError, match="another run"):
-        load_checkpoint(tmp_path / "c.npz", "key-b")
+        load_checkpoint(tmp_path / "c.npz", "key-b", trainer.optimizer)
 
 
 def test_checkpoint_key_changes_with_settings_and_data(tmp_path):
@@ -141,11 +141,11 @@ def test_resume_under_other_workers_and_backends_gives_the_same_bytes(small_prob
         trainer.evaluate = PopulationEvaluator(trainer.evaluate.problem, n_jobs=n_jobs, backend=backend)
         return trainer, population, rng
 
-    first, population, rng = with_evaluator(4, "loky", 7, checkpoint=lambda state: save_checkpoint(path, state, "k"))
+    first, population, rng = with_evaluator(4, "loky", 7, checkpoint=lambda state: save_checkpoint(path, state, "k", first.optimizer))
     with first.evaluate:
         first.run(first.start(population, rng))
     second, _, _ = with_evaluator(2, "threading", 20)
     with second.evaluate:
-        resumed = second.run(load_checkpoint(path, "k"))
+        resumed = second.run(load_checkpoint(path, "k", second.optimizer))
     assert np.array_equal(resumed.weights, reference.weights)
     assert resumed.history == reference.history

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evomlp.de.base import DEState, greedy_selection, sample_distinct, sanitize_fitness
+from evomlp.de.base import DEProtocol, DEState, greedy_selection, sample_distinct, sanitize_fitness
 from evomlp.de.trials import BOUNDS_HANDLING, TWO_DIFFERENCES, BinomialCrossover, BoundsRepair, Mutation, TrialPlan
 from evomlp.errors import EvomlpError
 
@@ -244,7 +244,7 @@ def remove_worst(state: DEState, keep: int) -> None:
 
 
 # -- the optimizer skeleton -----------------------------------------------------------------------
-class AdaptiveDE:
+class AdaptiveDE(DEProtocol):
     """Ask/tell skeleton of the four variants; subclasses fill in the hooks below.
 
     ``lower``/``upper``: the box; ``bounds_handling``: ``midpoint`` as in the papers;

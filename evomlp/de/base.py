@@ -18,16 +18,17 @@ its fields plus the bit generator's state (see :func:`state_to_arrays`).
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from evomlp.errors import EvomlpError
+from evomlp import protocol
+from evomlp.protocol import PopulationState, sanitize_fitness  # noqa: F401  (re-exported)
 
 
 @dataclass
-class DEState:
+class DEState(PopulationState):
     """Everything a DE run needs to continue. Shapes: ``population (P, D)``, ``fitness (P,)``.
 
     Fields beyond the population are used by some variants only and stay empty otherwise:
@@ -50,53 +51,30 @@ class DEState:
     trial_cr: np.ndarray = field(default_factory=lambda: np.empty(0))
     initial_population_size: int = 0
 
-    @property
-    def best_index(self) -> int:
-        """Index of the lowest fitness (the first one on ties)."""
-        return int(np.argmin(self.fitness))
-
-    @property
-    def best(self) -> np.ndarray:
-        return self.population[self.best_index]
-
-    @property
-    def best_fitness(self) -> float:
-        return float(self.fitness[self.best_index])
-
-    @property
-    def population_size(self) -> int:
-        return int(self.population.shape[0])
-
 
 def state_to_arrays(state: DEState) -> dict[str, np.ndarray]:
     """The state as named arrays (for an ``.npz`` checkpoint); the RNG as its JSON bit-generator state."""
-    arrays: dict[str, np.ndarray] = {}
-    for item in fields(state):
-        value = getattr(state, item.name)
-        if item.name == "rng":
-            arrays["rng"] = np.array(json.dumps(value.bit_generator.state))
-        else:
-            arrays[item.name] = np.asarray(value)
-    return arrays
+    return protocol.state_to_arrays(state)
 
 
 def state_from_arrays(arrays: dict[str, np.ndarray]) -> DEState:
     """Inverse of :func:`state_to_arrays`."""
-    values = {}
-    for item in fields(DEState):
-        if item.name not in arrays:
-            raise EvomlpError(f"optimizer state: missing field {item.name!r}")
-        value = arrays[item.name]
-        if item.name == "rng":
-            bit_state = json.loads(str(value))
-            bit_generator = getattr(np.random, bit_state["bit_generator"])()
-            bit_generator.state = bit_state
-            values["rng"] = np.random.Generator(bit_generator)
-        elif item.name in ("generation", "n_evaluations", "memory_index", "initial_population_size"):
-            values[item.name] = int(value)
-        else:
-            values[item.name] = np.array(value)
-    return DEState(**values)
+    return protocol.state_from_arrays(DEState, arrays, ("generation", "n_evaluations", "memory_index", "initial_population_size"))
+
+
+class DEProtocol:
+    """What every DE variant adds to ``init``/``propose``/``tell`` for the shared protocol
+    (:mod:`evomlp.protocol`): the validation candidate is the best individual, and the state is
+    checkpointed by :func:`state_to_arrays`."""
+
+    def candidates(self, state: DEState) -> np.ndarray:
+        return state.best[None, :]
+
+    def state_to_arrays(self, state: DEState) -> dict[str, np.ndarray]:
+        return state_to_arrays(state)
+
+    def state_from_arrays(self, arrays: dict[str, np.ndarray]) -> DEState:
+        return state_from_arrays(arrays)
 
 
 def sample_distinct(
@@ -124,12 +102,6 @@ def sample_distinct(
         picks[:, draw] = u
         taken = np.sort(np.concatenate([taken, u[:, None]], axis=1), axis=1)
     return picks
-
-
-def sanitize_fitness(fitness: np.ndarray) -> np.ndarray:
-    """NaN and -inf/+inf fitness (an overflowing network) count as the worst possible: +inf."""
-    fitness = np.asarray(fitness, dtype=np.float64)
-    return np.where(np.isfinite(fitness), fitness, np.inf)
 
 
 def greedy_selection(state: DEState, trials: np.ndarray, trial_fitness: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evomlp.de.base import DEState, greedy_selection, sample_distinct, sanitize_fitness
+from evomlp.de.base import DEProtocol, DEState, greedy_selection, sample_distinct, sanitize_fitness
 from evomlp.de.trials import (
     BOUNDS_HANDLING,
     CROSSOVERS,
@@ -87,7 +87,7 @@ class DEParams:
             )
 
 
-class DifferentialEvolution:
+class DifferentialEvolution(DEProtocol):
     """Classic DE over the box ``[lower, upper]``; see the module docstring for the strategies."""
 
     def __init__(self, params: DEParams, lower: np.ndarray, upper: np.ndarray):

@@ -247,6 +247,11 @@ class TrialPlan:
     def n_trials(self) -> int:
         return int(self.parents.shape[0])
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(P, D)`` of the trials the plan builds (the protocol's plan interface)."""
+        return self.parents.shape
+
     def build(self, start: int = 0, stop: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """Trial rows ``start:stop`` (all rows by default), float64 ``(stop - start, D)``, written
         into ``out`` if given (C-contiguous).
