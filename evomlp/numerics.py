@@ -131,11 +131,7 @@ def pin() -> PinResult:
     if _RESULT is None:
         wanted, result = plan(dict(os.environ), cpu_flags(), _machine(), "numpy" in sys.modules)
         _BEFORE_PIN.update((key, os.environ.get(key)) for key in wanted)
-        for key, value in wanted.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _apply(os.environ, wanted)
         _RESULT = result
     return _RESULT
 
@@ -154,29 +150,26 @@ def one_blas_thread_per_process() -> bool:
     return True
 
 
-def pinned_environment() -> dict[str, str]:
-    """``os.environ`` with the pin applied: for starting processes elsewhere (dask workers)."""
-    wanted, result = plan(dict(os.environ), cpu_flags(), _machine(), False)
-    env = dict(os.environ)
-    for key, value in wanted.items():
+def _apply(env: dict, changes: dict[str, str | None]) -> dict:
+    """Set each key of ``changes`` in ``env`` (``None``: remove it), in place; returns ``env``."""
+    for key, value in changes.items():
         if value is None:
             env.pop(key, None)
         else:
             env[key] = value
     return env
+
+
+def pinned_environment() -> dict[str, str]:
+    """``os.environ`` with the pin applied: for starting processes elsewhere (dask workers)."""
+    wanted, _ = plan(dict(os.environ), cpu_flags(), _machine(), False)
+    return _apply(dict(os.environ), wanted)
 
 
 def native_environment() -> dict[str, str]:
     """``os.environ`` as it was before :func:`pin`, plus ``EVOMLP_NATIVE_KERNELS=1``: for starting a
     process that computes with this CPU's own kernels (benchmarks)."""
-    env = dict(os.environ)
-    for key, value in _BEFORE_PIN.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    env[NATIVE_ENV] = "1"
-    return env
+    return _apply(dict(os.environ), dict(_BEFORE_PIN, **{NATIVE_ENV: "1"}))
 
 
 @dataclass(frozen=True)
