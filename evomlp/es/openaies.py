@@ -5,7 +5,7 @@ scalable alternative to reinforcement learning. arXiv:1703.03864. Adam: Kingma &
 
 One generation, ``n = P / 2`` pairs (``P`` even), ``theta`` the mean:
 
-1. ``z_k ~ N(0, I)`` (one seed per pair); rows ``k`` and ``k + n`` are ``clip(theta + sigma z_k)``
+1. ``z_k ~ N(0, I)`` (one noise row per pair); rows ``k`` and ``k + n`` are ``clip(theta + sigma z_k)``
    and ``clip(theta - sigma z_k)``, ``sigma = settings["sigma"] * initial_scale`` per weight,
    fixed for the whole run;
 2. shaped fitness ``F`` = centred ranks (better: larger);
@@ -16,9 +16,9 @@ One generation, ``n = P / 2`` pairs (``P`` even), ``theta`` the mean:
    ``v <- b2 v + (1 - b2) grad**2``, ``theta <- theta - lr sqrt(1 - b2**t) / (1 - b1**t) m / (sqrt(v) + 1e-8)``,
    ``t`` the generation counted from 1.
 
-The paper's shared noise table (workers exchange only seeds) is replaced by per-pair seeds drawn in
-the main process (:mod:`evomlp.es.base`): the same-bytes guarantee for any ``n_jobs`` comes first,
-and the seeds already let each thread build its own rows.
+The paper's shared noise table (workers exchange only seeds) is replaced by the generation's
+noise block drawn in the main process (:mod:`evomlp.es.base`): the same-bytes guarantee for any
+``n_jobs`` comes first, and the worker threads read their rows from it.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 
 One generation, ``n = P / 2`` pairs (``P`` must be even), the distribution ``N(mu, diag(sigma**2))``:
 
-1. ``eps_k = sigma * z_k``, ``z_k ~ N(0, I)`` (one seed per pair); rows ``k`` and ``k + n`` are
+1. ``eps_k = sigma * z_k``, ``z_k ~ N(0, I)`` (one noise row per pair); rows ``k`` and ``k + n`` are
    ``clip(mu + eps_k)`` and ``clip(mu - eps_k)``;
 2. shaped fitness ``r`` = centred ranks of all ``P`` samples (better: larger; in [-0.5, 0.5]),
    ``r+_k``, ``r-_k`` those of the pair's two rows, baseline ``b = mean(r)`` (0 for centred ranks);

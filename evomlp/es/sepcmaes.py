@@ -5,7 +5,7 @@ complexity. PPSN X, LNCS 5199, 296-305. The CMA-ES rules and constants are those
 (2016, revised 2023), The CMA evolution strategy: a tutorial, arXiv:1604.00772 (eqs. 38-47 and
 Table 1), with positive recombination weights only.
 
-Sampling (one seed per sample, not mirrored): ``z_k ~ N(0, I)``, ``y_k = sqrt(C) z_k``,
+Sampling (one noise row per sample, not mirrored): ``z_k ~ N(0, I)``, ``y_k = sqrt(C) z_k``,
 ``x_k = clip(m + sigma y_k)``. With ``n = D``, ``lambda = P``, ``mu = floor(lambda / 2)``:
 
 - weights ``w_i = ln((lambda + 1) / 2) - ln i`` for ``i <= mu``, normalised to sum 1 (the tutorial's

@@ -6,7 +6,7 @@ Sun, Y., Peters, J. & Schmidhuber, J. (2014). Natural evolution strategies. JMLR
 
 One generation, as in the paper (the distribution ``N(mu, diag(sigma**2))``, minimisation):
 
-1. draw ``s_k ~ N(0, I)`` (one seed per sample, :mod:`evomlp.es.base`; not mirrored: the paper
+1. draw ``s_k ~ N(0, I)`` (one noise row per sample, :mod:`evomlp.es.base`; not mirrored: the paper
    is not) and evaluate ``z_k = clip(mu + sigma * s_k)``;
 2. sort; NES utilities ``u_k = max(0, ln(P/2 + 1) - ln k) / sum_j max(0, ln(P/2 + 1) - ln j) - 1/P``
    (``k = 1`` the best; they sum to 0);
