@@ -84,12 +84,14 @@ def _adaptive_entries() -> dict[str, OptimizerEntry]:
 
 def _es_entries() -> dict[str, OptimizerEntry]:
     from evomlp import es
+    from evomlp.es.base import interval
 
     entries = {}
     for name, cls in es.ES_ALGORITHMS.items():
         settings = {}
-        for key, (default, text, (low, high)) in es.SETTINGS[name].items():
-            settings[key] = Field(default, number(low, high, open_low=low is not None), text)
+        for key, (default, text, bounds) in es.SETTINGS[name].items():
+            low, high, low_open, high_open = interval(bounds)
+            settings[key] = Field(default, number(low, high, open_low=low_open, open_high=high_open), text)
 
         def build(values, lower, upper, initial_scale, max_evaluations, cls=cls):
             return cls(lower, upper, initial_scale, **values)

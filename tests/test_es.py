@@ -15,6 +15,7 @@ from evomlp.es import ES_ALGORITHMS, SETTINGS, OpenAIES, PGPE, SepCMAES, SNES
 from evomlp.es.base import (
     ESPlan,
     centred_ranks,
+    interval,
     nes_utilities,
     nes_utilities_by_row,
 )
@@ -64,10 +65,11 @@ def test_registry_lists_the_four_strategies_with_well_formed_settings():
         assert cls.SETTINGS is SETTINGS[name] and "sigma" in SETTINGS[name]
         assert cls.MIRRORED == (name in MIRRORED)
         assert cls.MINIMUM_POPULATION == 2
-        for key, (default, text, (low, high)) in SETTINGS[name].items():
+        for key, (default, text, bounds) in SETTINGS[name].items():
+            low, high, low_open, high_open = interval(bounds)
             assert isinstance(text, str) and text
-            assert low is None or default > low, (name, key)
-            assert high is None or default <= high, (name, key)
+            assert low is None or (default > low if low_open else default >= low), (name, key)
+            assert high is None or (default < high if high_open else default <= high), (name, key)
         optimizer = cls(*box(3), np.ones(3))  # every default is accepted
         assert optimizer.settings == {key: float(value[0]) for key, value in SETTINGS[name].items()}
 
@@ -684,3 +686,28 @@ def test_trains_a_small_network_end_to_end(name, small_problem):
     loss, accuracy = problem.loss_and_accuracy(optimizer.candidates(state))
     assert loss[1] < 0.5 * start and loss[1] < 0.3, (start, loss)
     assert accuracy[1] > 0.85
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_params_check_and_the_optimizer_accept_the_same_settings(name):
+    """The check stage validates with the registry's fields; the optimizer checks again when built:
+    at each end of every range, and just beyond, the two must agree."""
+    from evomlp import optimizers
+
+    fields = optimizers.entry(name).settings
+    for key, (default, _text, bounds) in SETTINGS[name].items():
+        low, high, _, _ = interval(bounds)
+        probes = [v for end in (low, high) if end is not None for v in (end, np.nextafter(end, -np.inf),
+                                                                      np.nextafter(end, np.inf))]
+        for value in probes:
+            try:
+                fields[key].check(float(value))
+                by_params = True
+            except ValueError:
+                by_params = False
+            try:
+                ES_ALGORITHMS[name](*box(3), np.ones(3), **{key: float(value)})
+                by_optimizer = True
+            except EvomlpError:
+                by_optimizer = False
+            assert by_params == by_optimizer, (name, key, value)

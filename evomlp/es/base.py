@@ -222,15 +222,27 @@ def check_setting(algorithm: str, name: str, value, low=None, high=None, *, low_
     return float(value)
 
 
+def interval(bounds: tuple) -> tuple[float | None, float | None, bool, bool]:
+    """``(low, high, low_open, high_open)`` of a setting's range: ``(low, high)`` is ``(low, high]``,
+    ``(low, high, "[)")`` names its brackets (``None``: unbounded on that side)."""
+    low, high, *brackets = bounds
+    shape = brackets[0] if brackets else "(]"
+    if shape not in ("()", "(]", "[)", "[]"):
+        raise ValueError(f"range brackets: expected one of (), (], [), [], got {shape!r}")
+    return low, high, shape[0] == "(", shape[1] == ")"
+
+
 def checked_settings(algorithm: str, table: dict, given: dict) -> dict[str, float]:
-    """Every setting of ``table`` (``name -> (default, help, (low, high))``), defaults filled in,
-    each checked against its range (low exclusive, high inclusive); unknown names refused."""
+    """Every setting of ``table`` (``name -> (default, help, range)``, range as :func:`interval`
+    reads it), defaults filled in, each checked against its range; unknown names refused."""
     unknown = sorted(set(given) - set(table))
     if unknown:
         raise EvomlpError(f"optimizer.{algorithm}.{unknown[0]}: no such setting; it reads {list(table)}")
     values = {}
-    for name, (default, _help, (low, high)) in table.items():
-        values[name] = check_setting(algorithm, name, given.get(name, default), low, high)
+    for name, (default, _help, bounds) in table.items():
+        low, high, low_open, high_open = interval(bounds)
+        values[name] = check_setting(algorithm, name, given.get(name, default), low, high,
+                                     low_open=low_open, high_open=high_open)
     return values
 
 

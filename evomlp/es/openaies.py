@@ -27,16 +27,16 @@ import math
 
 import numpy as np
 
-from evomlp.es.base import DistributionES, ESState, centred_ranks, check_setting, weighted_row_sum
+from evomlp.es.base import DistributionES, ESState, centred_ranks, weighted_row_sum
 
 ADAM_EPSILON = 1e-8
 
 SETTINGS = {
     "sigma": (0.1, "fixed noise size, times the initial population's per-weight deviation", (0, None)),
     "learning_rate": (0.01, "Adam's step size (the paper's 0.01)", (0, None)),
-    "weight_decay": (0.005, "L2 coefficient added to the gradient (the paper's l2coeff); >= 0", (None, None)),
-    "beta1": (0.9, "Adam's first-moment decay", (0, 1)),
-    "beta2": (0.999, "Adam's second-moment decay", (0, 1)),
+    "weight_decay": (0.005, "L2 coefficient added to the gradient (the paper's l2coeff)", (0, None, "[)")),
+    "beta1": (0.9, "Adam's first-moment decay", (0, 1, "[)")),
+    "beta2": (0.999, "Adam's second-moment decay", (0, 1, "[)")),
 }
 
 
@@ -54,12 +54,6 @@ class OpenAIES(DistributionES):
     SETTINGS = SETTINGS
     MIRRORED = True
     MINIMUM_POPULATION = 2
-
-    def __init__(self, lower, upper, initial_scale, **settings):
-        super().__init__(lower, upper, initial_scale, **settings)
-        check_setting(self.NAME, "weight_decay", self.weight_decay, 0, None, low_open=False)
-        check_setting(self.NAME, "beta1", self.beta1, 0, 1, low_open=False, high_open=True)
-        check_setting(self.NAME, "beta2", self.beta2, 0, 1, low_open=False, high_open=True)
 
     def initial_fields(self, mean: np.ndarray, size: int) -> dict:
         return {

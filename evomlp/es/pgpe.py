@@ -35,14 +35,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from evomlp.es.base import DistributionES, ESState, centred_ranks, check_setting, norm, weighted_row_sum
+from evomlp.es.base import DistributionES, ESState, centred_ranks, norm, weighted_row_sum
 
 SETTINGS = {
     "sigma": (0.1, "initial step size, times the initial population's per-weight deviation", (0, None)),
     "max_speed": (0.1, "ClipUp's v_max: largest L2 norm of one step of the mean (alpha = v_max / 2)", (0, None)),
-    "momentum": (0.9, "ClipUp's momentum m", (0, 1)),
+    "momentum": (0.9, "ClipUp's momentum m (1 would never forget a velocity)", (0, 1, "[)")),
     "learning_rate_sigma": (0.1, "learning rate of the step sizes' plain gradient step", (0, None)),
-    "sigma_max_change": (0.2, "largest relative change of a step size in one generation", (0, 1)),
+    "sigma_max_change": (0.2, "largest relative change of a step size in one generation", (0, 1, "()")),
 }
 
 
@@ -77,12 +77,6 @@ class PGPE(DistributionES):
     SETTINGS = SETTINGS
     MIRRORED = True
     MINIMUM_POPULATION = 2
-
-    def __init__(self, lower, upper, initial_scale, **settings):
-        super().__init__(lower, upper, initial_scale, **settings)
-        # momentum 1 would never forget a velocity: [0, 1) here, whatever the range says
-        check_setting(self.NAME, "momentum", self.momentum, 0, 1, low_open=False, high_open=True)
-        check_setting(self.NAME, "sigma_max_change", self.sigma_max_change, 0, 1, high_open=True)
 
     def initial_fields(self, mean: np.ndarray, size: int) -> dict:
         return {"sigma": self.sigma * self.initial_scale, "velocity": np.zeros(self.dim)}
