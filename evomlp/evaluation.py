@@ -48,7 +48,7 @@ import numpy as np
 from evomlp import numerics
 from evomlp.allocator import keep_freed_memory
 from evomlp.errors import EvomlpError
-from evomlp.losses import accuracy, task_loss
+from evomlp.losses import accuracy, class_weights, task_loss
 from evomlp.network import MLPSpec, forward_population
 
 if TYPE_CHECKING:  # any optimizer's plan (evomlp.protocol): n_trials, shape, build(start, stop, out)
@@ -148,6 +148,9 @@ def _expect_worker_memory() -> None:
         process_executor._MAX_MEMORY_LEAK_SIZE = max(process_executor._MAX_MEMORY_LEAK_SIZE, WORKER_MEMORY_GROWTH)
 
 
+CLASS_WEIGHTS = ("none", "balanced")
+
+
 # -- the problem ---------------------------------------------------------------------------
 @dataclass(eq=False)
 class FitnessProblem:
@@ -158,6 +161,10 @@ class FitnessProblem:
     data grows, and its scale does not depend on the data set's size (a weight of 0.03 on the
     raw sum, tuned on 318 rows, made the penalty 8 times the loss at the start on every data set,
     and on harder ones the cheapest way down was to shrink every weight).
+
+    ``class_weight``: ``"none"`` (every row weighs the same) or ``"balanced"`` (the task loss is the
+    mean weighted by :func:`evomlp.losses.class_weights` of ``y``: every class weighs the same in
+    total, as scikit-learn's ``class_weight="balanced"``; a minibatch uses its rows' weights).
 
     ``X: (N, F)``, ``y: (N,)`` (class indices) or ``(N, K)`` (regression targets). ``dtype`` is the
     floating type of the forward pass and of the task loss (``float32`` is about twice as fast as
@@ -173,7 +180,9 @@ class FitnessProblem:
     y: np.ndarray
     l2: float = 0.0
     dtype: str = "float64"
+    class_weight: str = "none"
     token: str = field(init=False, repr=False)
+    row_weights: np.ndarray | None = field(init=False, repr=False)
     numerics: tuple = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -182,6 +191,13 @@ class FitnessProblem:
         self.dtype = str(self.dtype)
         self.X = np.ascontiguousarray(self.X, dtype=self.dtype)
         self.y = np.ascontiguousarray(self.y)
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise EvomlpError(f"train.class_weight: expected one of {list(CLASS_WEIGHTS)}, got {self.class_weight!r}")
+        self.row_weights = None
+        if self.class_weight == "balanced":
+            if self.spec.task == "regression":
+                raise EvomlpError("train.class_weight: 'balanced' needs classes; use none for regression")
+            self.row_weights = class_weights(self.y, max(self.spec.n_outputs, 2))
         self.token = uuid.uuid4().hex
         # the kernels of the process that built the problem: a worker with others refuses it
         self.numerics = numerics.status().fingerprint
@@ -208,8 +224,11 @@ class FitnessProblem:
 
     def loss(self, population: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Task loss ``(P,)`` (float64, no penalty) of ``population (P, D)``, any float dtype."""
-        X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
-        return task_loss(self.spec.task, self._outputs(population, X), y).astype(np.float64)
+        X, y, weights = self.X, self.y, self.row_weights
+        if rows is not None:
+            X, y = X[rows], y[rows]
+            weights = None if weights is None else weights[rows]
+        return task_loss(self.spec.task, self._outputs(population, X), y, weights).astype(np.float64)
 
     def add_penalty(self, loss: np.ndarray, population: np.ndarray) -> np.ndarray:
         """``loss + l2 / (2 N) * sum(W^2)`` in place (float64 ``population``); unchanged if ``l2 == 0``."""
@@ -222,9 +241,10 @@ class FitnessProblem:
         return self.add_penalty(self.loss(population, rows), population)
 
     def loss_and_accuracy(self, population: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Loss without penalty and accuracy (``None`` for regression) on all rows, ``(P,)`` each."""
+        """Loss without penalty (class-weighted as the fitness is) and accuracy (``None`` for
+        regression; never weighted) on all rows, ``(P,)`` each."""
         outputs = self._outputs(population, self.X)
-        loss = task_loss(self.spec.task, outputs, self.y).astype(np.float64)
+        loss = task_loss(self.spec.task, outputs, self.y, self.row_weights).astype(np.float64)
         if self.spec.task == "regression":
             return loss, None
         return loss, accuracy(outputs, self.y).astype(np.float64)

@@ -27,6 +27,29 @@ class Field:
     check: Callable[[Any], Any]  # returns the normalised value or raises ValueError("expected ...")
     help: str = ""
 
+    def describe(self) -> str:
+        """The accepted values in words, for the params reference (``evomlp.params_reference``)."""
+        return describe(self.check)
+
+
+def described(text: str) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+    """Attach ``text`` ("integer >= 2", "one of: a, b") to a checker as what it accepts; every
+    checker of the schema carries one, so the params reference can say it."""
+
+    def attach(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        check.description = text  # type: ignore[attr-defined]
+        return check
+
+    return attach
+
+
+def describe(check: Callable[[Any], Any]) -> str:
+    """What ``check`` accepts, in words; a checker without a description is an error."""
+    text = getattr(check, "description", "")
+    if not text:
+        raise TypeError(f"checker {getattr(check, '__qualname__', check)!r} has no description; wrap it in @described(...)")
+    return text
+
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -69,6 +92,7 @@ def _name(key: Any) -> str:
 
 
 def integer(low: int | None = None, high: int | None = None) -> Callable[[Any], int]:
+    @described(f"integer{_range(low, None)} (64-bit)" if high == INT64_MAX else f"integer{_range(low, high)}")
     def check(value: Any) -> int:
         if not _is_int(value) or (low is not None and value < low) or (high is not None and value > high):
             raise ValueError(f"expected an integer{_range(low, high)}")
@@ -79,6 +103,16 @@ def integer(low: int | None = None, high: int | None = None) -> Callable[[Any], 
 
 def number(low: float | None = None, high: float | None = None, *, open_low: bool = False,
            open_high: bool = False) -> Callable[[Any], float]:
+    if low is not None and high is not None:
+        where = f" in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+    elif low is not None:
+        where = f" {'>' if open_low else '>='} {low}"
+    elif high is not None:
+        where = f" {'<' if open_high else '<='} {high}"
+    else:
+        where = ""
+
+    @described(f"number{where}" if where else "any finite number")
     def check(value: Any) -> float:
         ok = _is_number(value)
         if ok and low is not None:
@@ -86,14 +120,6 @@ def number(low: float | None = None, high: float | None = None, *, open_low: boo
         if ok and high is not None:
             ok = value < high if open_high else value <= high
         if not ok:
-            if low is not None and high is not None:
-                where = f" in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-            elif low is not None:
-                where = f" {'>' if open_low else '>='} {low}"
-            elif high is not None:
-                where = f" {'<' if open_high else '<='} {high}"
-            else:
-                where = ""
             raise ValueError(f"expected a finite number{where}")
         return float(value)
 
@@ -113,6 +139,7 @@ def _range(low: float | None, high: float | None) -> str:
 
 
 def choice(*options: str) -> Callable[[Any], str]:
+    @described(f"one of: {', '.join(options)}")
     def check(value: Any) -> str:
         if not isinstance(value, str) or value not in options:
             raise ValueError(f"expected one of {list(options)}{_suggest_value(value, options)}")
@@ -128,18 +155,21 @@ def _suggest_value(value: Any, options: tuple[str, ...] | list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+@described("true or false")
 def boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("expected true or false")
     return value
 
 
+@described("non-empty string")
 def string(value: Any) -> str:
     if not isinstance(value, str) or not value.strip() or "\0" in value:
         raise ValueError("expected a non-empty string")
     return value
 
 
+@described("non-empty string or null")
 def optional_string(value: Any) -> str | None:
     if value is None:
         return None
@@ -149,6 +179,7 @@ def optional_string(value: Any) -> str | None:
 
 
 def list_of(item: Callable[[Any], Any], *, min_length: int = 0) -> Callable[[Any], list]:
+    @described(f"list{f' of at least {min_length} item(s)' if min_length else ''}, each item {describe(item)}")
     def check(value: Any) -> list:
         if not isinstance(value, list) or len(value) < min_length:
             least = f" of at least {min_length} item(s)" if min_length else ""
@@ -164,6 +195,7 @@ def list_of(item: Callable[[Any], Any], *, min_length: int = 0) -> Callable[[Any
     return check
 
 
+@described("number in (0, 2], or a range [low, high] with 0 < low <= high <= 2")
 def mutation(value: Any) -> float | list[float]:
     """F in (0, 2], or a dither range ``[low, high]`` with ``0 < low <= high <= 2``."""
     if _is_number(value) and 0 < value <= 2:
@@ -178,6 +210,7 @@ def mutation(value: Any) -> float | list[float]:
     raise ValueError("expected F in (0, 2] or a range [low, high] with 0 < low <= high <= 2")
 
 
+@described("number > 0, or a list of numbers > 0, one per layer")
 def positive_or_per_layer(value: Any) -> float | list[float]:
     """One positive number for every layer, or a list of positive numbers, one per layer."""
     if _is_number(value) and value > 0:
@@ -187,6 +220,7 @@ def positive_or_per_layer(value: Any) -> float | list[float]:
     raise ValueError("expected a positive number or a list of positive numbers, one per layer")
 
 
+@described("integer from 1 to 1000000, -1 (all cores) or auto")
 def n_jobs(value: Any) -> int | str:
     """A positive number of workers, ``-1`` (all cores) or ``"auto"`` (decided at run time)."""
     if value == "auto" and isinstance(value, str):
@@ -196,6 +230,7 @@ def n_jobs(value: Any) -> int | str:
     raise ValueError("expected a positive integer (at most 1000000), -1 (all cores) or 'auto'")
 
 
+@described("one of the optimizer names (the section optimizer)")
 def optimizer_name(value: Any) -> str:
     from evomlp.optimizers import names
 
@@ -211,48 +246,83 @@ BUNDLED_DATASETS = ("breast_cancer", "iris", "wine", "digits")
 SCHEMA: dict[str, dict[str, Field]] = {
     "data": {
         "dataset": Field("breast_cancer", string,
-                         "breast_cancer, iris, wine, digits, or the path of a CSV file"),
-        "target": Field(None, optional_string, "label column of a CSV dataset"),
-        "task": Field("auto", choice("auto", "binary", "multiclass", "regression")),
-        "test_size": Field(0.3, number(0, 1, open_low=True, open_high=True)),
-        "validation_size": Field(0.2, number(0, 1, open_low=True, open_high=True)),
-        "seed": Field(42, integer(0, 2**32 - 1)),
-        "stratify": Field(False, boolean),
-        "impute": Field("none", choice("none", "median")),
+                         "scikit-learn's bundled breast_cancer, iris, wine or digits, or the path of a CSV file"),
+        "target": Field(None, optional_string, "label column of a CSV dataset (a bundled set has its own)"),
+        "task": Field("auto", choice("auto", "binary", "multiclass", "regression"),
+                      "what to learn; auto: regression for numeric labels that are not integers or take more "
+                      "than 20 values, else binary (2 classes) or multiclass"),
+        "test_size": Field(0.3, number(0, 1, open_low=True, open_high=True),
+                           "fraction of the rows held out for the test metrics (train_test_split's test_size)"),
+        "validation_size": Field(0.2, number(0, 1, open_low=True, open_high=True),
+                                 "fraction of the remaining rows held out (stratified by class) to choose the model on"),
+        "seed": Field(42, integer(0, 2**32 - 1), "random_state of the test and validation splits"),
+        "stratify": Field(False, boolean,
+                          "stratify the test split by class (the validation split of a classification always is)"),
+        "impute": Field("none", choice("none", "median"),
+                        "missing feature values: none (an error) or median, fitted on the training rows "
+                        "(the most frequent value for text columns)"),
     },
     "model": {
-        "hidden_layers": Field([64, 32], list_of(integer(1, 100_000))),
-        "activations": Field(["relu", "relu"], list_of(choice(*ACTIVATIONS))),
+        "hidden_layers": Field([64, 32], list_of(integer(1, 100_000)),
+                               "units of each hidden layer; the input and output sizes follow from the data"),
+        "activations": Field(["relu", "relu"], list_of(choice(*ACTIVATIONS)),
+                             "activation of each hidden layer, one per entry of hidden_layers (the baseline, "
+                             "one activation for all layers, takes the first scikit-learn has)"),
     },
     "train": {
         "optimizer": Field("currenttopbest1bin", optimizer_name,
                            "the optimizer (evomlp.optimizers); its settings are the block optimizer.<name>"),
-        "population_size": Field(50, integer(4, 1_000_000)),
-        "bounds": Field(5.0, positive_or_per_layer),
-        "init": Field("he", choice("uniform", "glorot", "he")),
-        "init_scale": Field(1.0, positive_or_per_layer),
-        "max_generations": Field(1500, integer(1, 10_000_000)),
-        "max_evaluations": Field(0, integer(0, INT64_MAX)),
-        "patience": Field(0, integer(0, INT64_MAX)),
+        "population_size": Field(50, integer(4, 1_000_000),
+                                 "individuals (samples) per generation, an absolute number (not scipy's "
+                                 "multiplier); some optimizers need more, PGPE and OpenAI-ES an even number"),
+        "bounds": Field(5.0, positive_or_per_layer,
+                        "every weight stays in [-bounds, bounds]; one value, or one per layer (hidden layers, then output)"),
+        "init": Field("he", choice("uniform", "glorot", "he"),
+                      "initial population: uniform in the bounds, or uniform in +- init_scale times Glorot's or "
+                      "He's limit of each layer (clipped to the bounds)"),
+        "init_scale": Field(1.0, positive_or_per_layer,
+                            "multiplies the glorot or he limit (not read by uniform); one value, or one per layer"),
+        "max_generations": Field(1500, integer(1, 10_000_000), "stop after this many generations"),
+        "max_evaluations": Field(0, integer(0, INT64_MAX),
+                                 "stop before the fitness evaluations would exceed this; 0: max_generations alone "
+                                 "(adaptive DE then plans for population_size x (max_generations + 1))"),
+        "patience": Field(0, integer(0, INT64_MAX),
+                          "stop after this many generations without a better validation loss; 0: never"),
         "l2": Field(19.0, number(0), "scikit-learn's alpha: the fitness adds l2 / (2 N) * sum of squared weights"),
-        "minibatch_size": Field(0, integer(0, INT64_MAX)),
-        "dtype": Field("float32", choice("float32", "float64")),
-        "seed": Field(0, integer(0, 2**32 - 1)),
+        "minibatch_size": Field(0, integer(0, INT64_MAX),
+                                "training rows drawn anew each generation to compute the fitness on (the parents "
+                                "are scored again on them); 0, or the row count or more: all rows"),
+        "dtype": Field("float32", choice("float32", "float64"),
+                       "float type of the forward pass (float32 is faster)"),
+        "class_weight": Field("none", choice("none", "balanced"),
+                              "balanced: every class weighs the same in the loss (scikit-learn's class_weight)"),
+        "seed": Field(0, integer(0, 2**32 - 1),
+                      "seed of the run's one random generator: initial population, every draw of the optimizer, "
+                      "minibatches"),
     },
     "baseline": {
-        "solver": Field("adam", choice("adam", "sgd", "lbfgs")),
-        "alpha": Field(0.0001, number(0)),
-        "learning_rate_init": Field(0.001, number(0, open_low=True)),
-        "max_iter": Field(500, integer(1, INT64_MAX)),
-        "early_stopping": Field(False, boolean),
-        "seed": Field(0, integer(0, 2**32 - 1)),
+        "solver": Field("adam", choice("adam", "sgd", "lbfgs"), "solver of scikit-learn's MLP (trained by backprop)"),
+        "alpha": Field(0.0001, number(0), "scikit-learn's L2 penalty alpha"),
+        "learning_rate_init": Field(0.001, number(0, open_low=True), "initial learning rate (adam and sgd)"),
+        "max_iter": Field(500, integer(1, INT64_MAX), "most epochs (adam, sgd) or iterations (lbfgs)"),
+        "early_stopping": Field(False, boolean,
+                                "stop when the score on 10% of the training rows, held out by scikit-learn, "
+                                "stops improving"),
+        "seed": Field(0, integer(0, 2**32 - 1), "random_state of scikit-learn's MLP (initial weights, shuffling)"),
     },
     "runtime": {
-        "n_jobs": Field("auto", n_jobs),
-        "backend": Field("threading", choice("threading", "loky", "dask")),
-        "scheduler_address": Field(None, optional_string),
-        "progress": Field(True, boolean),
-        "checkpoint_every": Field(25, integer(0, INT64_MAX)),
+        "n_jobs": Field("auto", n_jobs,
+                        "workers that evaluate the population: a number, -1 (all cores) or auto (chosen by the "
+                        "work per generation); never changes results"),
+        "backend": Field("threading", choice("threading", "loky", "dask"),
+                         "threads in this process, loky worker processes, or a dask.distributed cluster"),
+        "scheduler_address": Field(None, optional_string,
+                                   "backend dask: the scheduler to connect to (tcp://host:8786); null: a local "
+                                   "cluster of n_jobs workers"),
+        "progress": Field(True, boolean, "a progress bar and status lines on stderr"),
+        "checkpoint_every": Field(25, integer(0, INT64_MAX),
+                                  "save the whole run to .checkpoints/ every this many generations (and on Ctrl-C) "
+                                  "for a bit-exact resume; 0: on Ctrl-C only"),
     },
 }
 

@@ -108,9 +108,10 @@ def train_network(
         initial_scale=initial_deviation(spec, train, lower, upper),
         max_evaluations=train["max_evaluations"] or train["population_size"] * (train["max_generations"] + 1),
     )
-    problem = FitnessProblem(spec, X_train, y_train, l2=train["l2"], dtype=train["dtype"])
+    weighting = {"dtype": train["dtype"], "class_weight": train["class_weight"]}
+    problem = FitnessProblem(spec, X_train, y_train, l2=train["l2"], **weighting)
     scoring = problem  # its loss_and_accuracy leaves the L2 penalty out
-    validation = FitnessProblem(spec, X_validation, y_validation, dtype=train["dtype"])
+    validation = FitnessProblem(spec, X_validation, y_validation, **weighting)
     config = TrainConfig(
         max_generations=train["max_generations"],
         max_evaluations=train["max_evaluations"],

@@ -455,3 +455,31 @@ def test_dask_distributed_cluster_gives_the_same_bits():
     assert np.array_equal(second, expected[::-1])
     assert np.array_equal(planned_trials, trials) and np.array_equal(planned_fitness, problem(trials))
     assert evaluator.n_problem_sends <= 4  # the data went to the workers once, not every call
+
+
+def test_balanced_problem_weighs_each_class_equally_in_fitness_and_minibatches():
+    rng = np.random.default_rng(5)
+    spec = SPECS["binary"]
+    X = rng.normal(size=(90, spec.n_inputs))
+    y = np.r_[np.zeros(70, dtype=int), np.ones(20, dtype=int)]
+    plain = FitnessProblem(spec, X, y, l2=0.0)
+    balanced = FitnessProblem(spec, X, y, l2=0.0, class_weight="balanced")
+    weights = population(spec, 3)
+    per_class = [FitnessProblem(spec, X[y == c], y[y == c]).loss(weights) for c in (0, 1)]
+    np.testing.assert_allclose(balanced(weights), (per_class[0] + per_class[1]) / 2, rtol=1e-12)
+    np.testing.assert_allclose(plain(weights), (70 * per_class[0] + 20 * per_class[1]) / 90, rtol=1e-12)
+    rows = np.array([0, 1, 80, 85])  # a minibatch: its rows keep their full-data weights
+    pair_losses = [FitnessProblem(spec, X[r], y[r]).loss(weights) for r in ([0, 1], [80, 85])]
+    w0, w1 = 90 / (2 * 70), 90 / (2 * 20)
+    np.testing.assert_allclose(balanced.loss(weights, rows),
+                               (2 * w0 * pair_losses[0] + 2 * w1 * pair_losses[1]) / (2 * w0 + 2 * w1), rtol=1e-12)
+    loss, _ = balanced.loss_and_accuracy(weights)
+    np.testing.assert_allclose(loss, balanced.loss(weights), rtol=0)
+
+
+def test_class_weight_is_checked():
+    spec = SPECS["regression"]
+    with pytest.raises(EvomlpError, match="train.class_weight"):
+        FitnessProblem(spec, np.zeros((4, spec.n_inputs)), np.zeros((4, 2)), class_weight="balanced")
+    with pytest.raises(EvomlpError, match="train.class_weight: expected one of"):
+        FitnessProblem(SPECS["binary"], np.zeros((4, 6)), np.zeros(4, dtype=int), class_weight="equal")

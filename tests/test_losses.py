@@ -6,6 +6,7 @@ from evomlp.losses import (
     accuracy,
     binary_cross_entropy,
     categorical_cross_entropy,
+    class_weights,
     mean_squared_error,
     task_loss,
 )
@@ -58,3 +59,35 @@ def test_task_loss_dispatches_on_the_task():
     logits = np.zeros((1, 2, 1))
     assert task_loss("binary", logits, np.array([0, 1]))[0] == pytest.approx(np.log(2))
     assert task_loss("regression", logits, np.array([1.0, 3.0]))[0] == pytest.approx(5.0)
+
+
+def test_balanced_class_weights_are_sklearns_and_weigh_every_class_the_same():
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 0, 1, 0])
+    weights = class_weights(y, 3)
+    np.testing.assert_allclose(weights, compute_sample_weight("balanced", y), rtol=1e-15)
+    totals = [weights[y == c].sum() for c in range(3)]
+    assert totals == pytest.approx([len(y) / 3] * 3)
+    # a class absent from the rows takes no weight: the present ones still share N equally
+    assert class_weights(np.array([0, 0, 0, 2]), 3).sum() == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("loss, n_outputs", [(binary_cross_entropy, 1), (categorical_cross_entropy, 3)])
+def test_weighted_loss_is_the_weighted_mean_of_row_losses(loss, n_outputs):
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, max(2, n_outputs), size=25)
+    logits = rng.normal(size=(4, 25, n_outputs))
+    weights = rng.uniform(0.1, 3.0, size=25)
+    rows = np.stack([loss(logits[:, i : i + 1], y[i : i + 1]) for i in range(25)], axis=1)  # (P, N)
+    np.testing.assert_allclose(loss(logits, y, weights), rows @ weights / weights.sum(), rtol=1e-12)
+    np.testing.assert_allclose(loss(logits, y, np.ones(25)), loss(logits, y), rtol=1e-14)
+    # weighting a class up moves the loss towards that class's mean row loss
+    heavy = np.where(y == 0, 100.0, 1.0)
+    assert abs(loss(logits, y, heavy) - rows[:, y == 0].mean(axis=1)).max() < abs(
+        loss(logits, y) - rows[:, y == 0].mean(axis=1)).max()
+
+
+def test_regression_has_no_class_weights():
+    with pytest.raises(Exception, match="class_weight"):
+        task_loss("regression", np.zeros((1, 3, 1)), np.zeros(3), np.ones(3))
