@@ -16,6 +16,8 @@ from evomlp.es.base import (
     ESPlan,
     centred_ranks,
     interval,
+    noise_table,
+    noise_table_size,
     nes_utilities,
     nes_utilities_by_row,
 )
@@ -490,7 +492,7 @@ def test_nan_and_inf_fitness_count_as_worst(name):
 
 # -- the plan: noise, mirroring, clipping, chunking, threads, rng use ----------------------------
 @pytest.mark.parametrize("name", ALL)
-def test_each_row_is_clip_of_mean_plus_step_times_its_noise_drawn_as_one_block(name):
+def test_each_row_is_clip_of_mean_plus_step_times_its_slice_of_the_noise_table(name):
     optimizer, state = started(name, dim=5, size=8, half_width=0.3, scale=1.0)
     shadow = np.random.Generator(type(state.rng.bit_generator)())
     shadow.bit_generator.state = state.rng.bit_generator.state
@@ -498,7 +500,9 @@ def test_each_row_is_clip_of_mean_plus_step_times_its_noise_drawn_as_one_block(n
     assert isinstance(plan, ESPlan) and plan.n_trials == 8 and plan.shape == (8, 5)
     trials = plan.build()
     mirrored = name in MIRRORED
-    block = shadow.standard_normal((4 if mirrored else 8, 5))
+    table = noise_table(noise_table_size(5))
+    offsets = shadow.integers(0, table.shape[0] - 5 + 1, size=4 if mirrored else 8)
+    block = np.stack([table[o : o + 5] for o in offsets])
     step = optimizer.step(state)
     for row in range(8):
         index, sign = (row % 4, 1.0 if row < 4 else -1.0) if mirrored else (row, 1.0)
@@ -571,12 +575,12 @@ def test_build_gives_the_same_bits_for_any_chunking_and_threads(name):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_propose_draws_one_noise_block_and_build_draws_nothing(name):
+def test_propose_draws_only_offsets_and_build_draws_nothing(name):
     optimizer, state = started(name, dim=5, size=8)
     shadow = np.random.Generator(type(state.rng.bit_generator)())
     shadow.bit_generator.state = state.rng.bit_generator.state
     plan = optimizer.propose(state)
-    shadow.standard_normal((4 if name in MIRRORED else 8, 5))
+    shadow.integers(0, noise_table_size(5) - 5 + 1, size=4 if name in MIRRORED else 8)
     assert state.rng.bit_generator.state == shadow.bit_generator.state
     plan.build(0, 3)
     plan.build(3, 8)
@@ -593,6 +597,17 @@ def test_plan_refuses_rows_outside_and_a_wrong_out():
         plan.build(2, 5)
     with pytest.raises(ValueError):
         plan.build(0, 2, out=np.empty((3, 3)))
+
+
+def test_noise_table_is_fixed_standard_normal_read_only_and_long_enough():
+    assert noise_table_size(10) == 2**22 and noise_table_size(100_000) == 2**23
+    assert noise_table_size(2**16) == 2**22 and noise_table_size(2**16 + 1) == 2**23
+    table = noise_table(2**22)
+    assert table is noise_table(2**22)  # built once per process
+    assert not table.flags.writeable
+    head = np.random.Generator(np.random.PCG64(20170310)).standard_normal(2**22)
+    assert table.tobytes() == head.tobytes()  # the same bits in every process and on every machine
+    assert abs(table.mean()) < 2e-3 and abs(table.std() - 1) < 2e-3
 
 
 # -- checkpoints --------------------------------------------------------------------------------
