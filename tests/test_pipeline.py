@@ -60,6 +60,8 @@ def repo(tmp_path: Path) -> Path:
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "data/raw").mkdir(parents=True)
+    shutil.copy(ROOT / "data/raw/README.md", tmp_path / "data/raw/README.md")
     run(["git", "init", "-q"], tmp_path)
     dvc("init", "-q", cwd=tmp_path)
     dvc("config", "core.analytics", "false", cwd=tmp_path)
@@ -128,6 +130,27 @@ def checkpoint_generation(directory: Path) -> int:
         except (OSError, ValueError, KeyError, EOFError):
             return -1
     return -1
+
+
+def test_editing_the_users_csv_makes_prepare_stale(repo: Path) -> None:
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    csv = repo / "data/raw/flowers.csv"
+    frame.to_csv(csv, index=False)
+    set_params(repo, {"data": {"dataset": "data/raw/flowers.csv", "target": "target"}})
+    dvc("repro", cwd=repo)
+    assert "up to date" in dvc("status", cwd=repo).stdout
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join(lines[:-1]) + "\n")  # the user drops a row
+    status = dvc("status", cwd=repo).stdout
+    assert "prepare:" in status and "modified:" in status and "data/raw" in status
+    assert ran_stages(dvc("repro", cwd=repo).stdout) >= {"prepare"}
+    rows = 0
+    for part in ("train", "validation", "test"):
+        with np.load(repo / f"data/prepared/{part}.npz") as arrays:
+            rows += arrays["y"].shape[0]
+    assert rows == len(frame) - 1
 
 
 @pytest.mark.parametrize("optimizer", ["currenttopbest1bin", "pgpe"])  # one DE, one evolution strategy
