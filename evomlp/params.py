@@ -270,7 +270,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
                              "one activation for all layers, takes the first scikit-learn has)"),
     },
     "train": {
-        "optimizer": Field("currenttopbest1bin", optimizer_name,
+        "optimizer": Field("snes", optimizer_name,
                            "the optimizer (evomlp.optimizers); its settings are the block optimizer.<name>"),
         "population_size": Field(50, integer(4, 1_000_000),
                                  "individuals (samples) per generation, an absolute number (not scipy's "
@@ -288,7 +288,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                  "(adaptive DE then plans for population_size x (max_generations + 1))"),
         "patience": Field(0, integer(0, INT64_MAX),
                           "stop after this many generations without a better validation loss; 0: never"),
-        "l2": Field(19.0, number(0), "scikit-learn's alpha: the fitness adds l2 / (2 N) * sum of squared weights"),
+        "l2": Field(0.011, number(0), "the fitness adds l2 * (sum of squared weights, biases excluded), whatever the number of rows"),
         "minibatch_size": Field(0, integer(0, INT64_MAX),
                                 "training rows drawn anew each generation to compute the fitness on (the parents "
                                 "are scored again on them); 0, or the row count or more: all rows"),

@@ -226,9 +226,10 @@ def test_l2_penalty_is_added_in_float64_after_the_loss_and_ignores_other_rows():
     for w, _ in problem.spec.layer_offsets():
         mask[w] = True
     fitness = problem(pop)
-    # scikit-learn's alpha / (2 n): 120 rows
-    np.testing.assert_allclose(fitness, problem.loss(pop) + 0.5 / 240 * (pop[:, mask] ** 2).sum(axis=1), rtol=1e-14)
-    assert np.array_equal(fitness, problem.loss(pop) + 0.5 / 240 * weight_square_sums(problem.spec, pop))
+    # l2 times the raw sum, whatever the number of rows (120 here)
+    np.testing.assert_allclose(fitness, problem.loss(pop) + 0.5 * (pop[:, mask] ** 2).sum(axis=1), rtol=1e-14)
+    assert np.array_equal(fitness, problem.loss(pop) + 0.5 * weight_square_sums(problem.spec, pop))
+    assert make_problem("binary", n_rows=30, l2=0.5).penalty_per_square == problem.penalty_per_square == 0.5
     # the same bits for a row alone, at another offset, or in another population
     sums = weight_square_sums(problem.spec, pop)
     for index in range(len(pop)):

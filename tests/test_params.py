@@ -69,7 +69,7 @@ def test_a_partial_section_keeps_the_given_value_and_defaults_the_rest():
 
 
 def test_numbers_are_normalised_to_their_type():
-    params = validate_params({"train": {"bounds": [1, 2, 3]},
+    params = validate_params({"train": {"bounds": [1, 2, 3], "optimizer": "currenttopbest1bin"},
                               "optimizer": {"currenttopbest1bin": {"mutation": 1, "crossover_rate": 1}}})
     settings = params["optimizer"]["currenttopbest1bin"]
     assert isinstance(settings["mutation"], float) and isinstance(settings["crossover_rate"], float)
@@ -77,7 +77,8 @@ def test_numbers_are_normalised_to_their_type():
 
 
 def test_validation_is_idempotent():
-    params = validate_params({"optimizer": {"currenttopbest1bin": {"mutation": [0.4, 0.9]}}, "runtime": {"n_jobs": "auto"}})
+    params = validate_params({"train": {"optimizer": "currenttopbest1bin"},
+                              "optimizer": {"currenttopbest1bin": {"mutation": [0.4, 0.9]}}, "runtime": {"n_jobs": "auto"}})
     assert validate_params(params) == params
 
 
