@@ -1,7 +1,7 @@
 """Test accuracy of every optimizer beside the gradient-trained baseline, on bundled and synthetic sets.
 
 For each data set, each optimizer and each seed (``train.seed``), the network is trained exactly as
-the train stage does it (same code path, ``stages.train.train_network``) with the params of
+the train stage does it (same code path, ``evomlp.training.train_network``) with the params of
 ``params.yaml`` (or ``--params``), only ``train.optimizer`` and the seed changed; the baseline is
 the baseline stage's scikit-learn MLP on the same split, over the same seeds. Prints one table:
 mean and standard deviation of test accuracy (balanced accuracy for the imbalanced set), and mean
@@ -41,9 +41,9 @@ import yaml  # noqa: E402
 
 from evomlp.network import forward, output_probabilities  # noqa: E402
 from evomlp.params import validate_params  # noqa: E402
+from evomlp.training import train_network  # noqa: E402
 from stages.baseline import fit_baseline  # noqa: E402
 from stages.prepare import prepare_data  # noqa: E402
-from stages.train import train_network  # noqa: E402
 
 BUNDLED = ("breast_cancer", "wine", "iris", "digits")
 SYNTHETIC = ("imbalanced", "many_features")

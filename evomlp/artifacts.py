@@ -24,7 +24,9 @@ import numpy as np
 from evomlp.errors import EvomlpError
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-MODEL_FORMAT_VERSION = 1
+# 2: the model also holds its target column's name and, as JSON, its training settings and
+# training-time metrics (what `evomlp info` shows); 1 had neither.
+MODEL_FORMAT_VERSION = 2
 
 
 @contextlib.contextmanager
@@ -92,11 +94,15 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def json_text(data: dict) -> str:
+    """JSON with sorted keys and a trailing newline (the same data, the same text); NaN/inf become null."""
+    return json.dumps(_json_safe(data), indent=2, sort_keys=True) + "\n"
+
+
 def save_json(path: str | Path, data: dict) -> None:
-    """Write JSON with sorted keys and a trailing newline, atomically; NaN/inf become null."""
-    text = json.dumps(_json_safe(data), indent=2, sort_keys=True) + "\n"
+    """Write :func:`json_text` of ``data``, atomically."""
     with atomic_path(path) as temporary:
-        temporary.write_text(text)
+        temporary.write_text(json_text(data))
 
 
 def save_csv(path: str | Path, columns: list[str], rows: list[dict]) -> None:
@@ -125,8 +131,20 @@ MODEL_KEYS = (
 )
 
 
-def save_model(path: str | Path, spec, weights: np.ndarray, classes: np.ndarray, preprocessing: dict) -> None:
-    """Write a model: weights, architecture, class labels and the preprocessing arrays."""
+def save_model(
+    path: str | Path,
+    spec,
+    weights: np.ndarray,
+    classes: np.ndarray,
+    preprocessing: dict,
+    *,
+    target: str | None = None,
+    training: dict | None = None,
+    metrics: dict | None = None,
+) -> None:
+    """Write a model: weights, architecture, class labels and the preprocessing arrays, and, when
+    given, the target column's name (``target``), the training settings (``training``) and the
+    training-time metrics (``metrics``), the last two as :func:`json_text` in a string array."""
     arrays = {
         "format_version": np.array(MODEL_FORMAT_VERSION),
         "weights": np.asarray(weights, dtype=np.float64),
@@ -138,7 +156,25 @@ def save_model(path: str | Path, spec, weights: np.ndarray, classes: np.ndarray,
         "classes": np.asarray(classes, dtype=str),
     }
     arrays.update(preprocessing)
+    if target is not None:
+        arrays["target"] = np.array(str(target))
+    for name, record in (("training", training), ("metrics", metrics)):
+        if record is not None:
+            arrays[name] = np.array(json_text(record))
     save_npz(path, arrays)
+
+
+def model_record(arrays: dict[str, np.ndarray], name: str, path: str | Path) -> dict | None:
+    """The JSON record ``name`` (``training`` or ``metrics``) of a loaded model; None if absent."""
+    if name not in arrays:
+        return None
+    try:
+        record = json.loads(str(arrays[name]))
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        raise EvomlpError(f"{path}: model array {name!r} is not a JSON object; expected one written by save_model")
+    return record
 
 
 def load_model(path: str | Path):

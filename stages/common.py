@@ -3,11 +3,13 @@
 A stage turns :class:`evomlp.EvomlpError` (bad params, data or model files) into one line on
 stderr, ``error: <file or key>: <what was expected>``, and exit code 2, with no traceback. Ctrl-C
 exits with 130. Every output is written atomically by :mod:`evomlp.artifacts`, and only after all
-of the stage's work has succeeded.
+of the stage's work has succeeded. A stage takes no arguments: ``--help`` (``-h``) prints its
+docstring and exits 0 without running it; any other argument is a one-line error, exit code 2.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Callable
@@ -26,9 +28,33 @@ CHECKPOINTS = Path(".checkpoints")
 PARTS = ("train", "validation", "test")
 
 
-def run_stage(main: Callable[[], None]) -> None:
-    """Run ``main``; bad input becomes a one-line error and exit code 2. After a stage succeeds,
-    one line on stdout says which kernels computed its results (:func:`evomlp.numerics.describe`)."""
+class _StageArguments(argparse.ArgumentParser):
+    """A stage's command line: ``--help`` alone; anything else is a one-line error, exit code 2."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"error: {self.prog}: {message}; a stage takes no arguments but --help "
+                     "(its settings are in params.yaml)\n")
+
+
+def parse_stage_arguments(main: Callable[[], None], argv: list[str] | None = None) -> None:
+    """Check the command line of the stage whose entry point is ``main`` (``sys.argv`` by
+    default): ``--help`` prints the stage module's docstring and exits 0."""
+    module = sys.modules.get(main.__module__)
+    spec = getattr(module, "__spec__", None)  # python -m stages.train: __main__, spec "stages.train"
+    parser = _StageArguments(
+        prog=f"python -m {spec.name if spec is not None else main.__module__}",
+        description=getattr(module, "__doc__", None),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run by dvc repro (dvc.yaml); the settings are in params.yaml.",
+    )
+    parser.parse_args(sys.argv[1:] if argv is None else argv)
+
+
+def run_stage(main: Callable[[], None], argv: list[str] | None = None) -> None:
+    """Check the command line (:func:`parse_stage_arguments`), then run ``main``; bad input becomes
+    a one-line error and exit code 2. After a stage succeeds, one line on stdout says which
+    kernels computed its results (:func:`evomlp.numerics.describe`)."""
+    parse_stage_arguments(main, argv)
     try:
         main()
         print(numerics.describe(), flush=True)

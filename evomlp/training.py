@@ -1,0 +1,132 @@
+"""Training one network from validated params sections: the one training path of evomlp.
+
+:func:`train_network` is what the train stage runs (``stages/train.py``), what
+:class:`evomlp.estimator.EvoMLPClassifier` and :class:`~evomlp.estimator.EvoMLPRegressor` run in
+``fit``, and what ``benchmarks/accuracy.py`` runs: the same sections and data give the same weights,
+bit for bit, whichever of them calls it. It reads no file besides an optional checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from evomlp import optimizers
+from evomlp.checkpoint import load_checkpoint, save_checkpoint
+from evomlp.evaluation import FitnessProblem, PopulationEvaluator
+from evomlp.network import MLPSpec, initial_population, initial_scales, per_weight
+from evomlp.trainer import TrainConfig, Trainer, TrainResult
+
+
+def build_spec(model: dict, task: str, n_inputs: int, classes: np.ndarray, y: np.ndarray) -> MLPSpec:
+    if task == "binary":
+        n_outputs = 1
+    elif task == "multiclass":
+        n_outputs = len(classes)
+    else:
+        n_outputs = 1 if y.ndim == 1 else y.shape[1]
+    return MLPSpec(n_inputs, tuple(model["hidden_layers"]), tuple(model["activations"]), n_outputs, task)
+
+
+@dataclass
+class TrainedNetwork:
+    spec: MLPSpec
+    result: TrainResult
+    scoring: FitnessProblem
+    validation: FitnessProblem
+    timings: dict
+
+
+def initial_deviation(spec: MLPSpec, train: dict, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Per-weight standard deviation of the initial population ``(D,)``: its uniform half-width
+    over sqrt(3) (evolution strategies scale their step sizes by it)."""
+    if train["init"] == "uniform":
+        return (upper - lower) / np.sqrt(12.0)
+    half_width = initial_scales(spec, train["init"]) * per_weight(spec, train["init_scale"])
+    return np.minimum(half_width, upper) / np.sqrt(3.0)
+
+
+def train_network(
+    model: dict,
+    train: dict,
+    optimizer_settings: dict,
+    runtime: dict,
+    task: str,
+    classes: np.ndarray,
+    train_part: tuple[np.ndarray, np.ndarray],
+    validation_part: tuple[np.ndarray, np.ndarray],
+    checkpoint_path: Path | None = None,
+    key: str = "",
+) -> TrainedNetwork:
+    """Train one network from validated params sections (``model``, ``train``, the chosen
+    optimizer's block ``optimizer_settings``, ``runtime``).
+
+    With ``checkpoint_path``, the run resumes from that file if it exists and saves to it every
+    ``runtime.checkpoint_every`` generations and on Ctrl-C.
+    """
+    X_train, y_train = train_part
+    X_validation, y_validation = validation_part
+    spec = build_spec(model, task, X_train.shape[1], classes, y_train)
+    if runtime["progress"]:
+        print(
+            f"train: {train['optimizer']} on a {'-'.join(map(str, spec.layer_sizes))} MLP "
+            f"({spec.n_weights} weights), population {train['population_size']}, "
+            f"{X_train.shape[0]} training rows, {train['dtype']}",
+            file=sys.stderr,
+        )
+    rng = np.random.default_rng(train["seed"])
+    bound = per_weight(spec, train["bounds"])
+    lower, upper = -bound, bound
+    optimizer = optimizers.make(
+        train["optimizer"],
+        optimizer_settings,
+        lower,
+        upper,
+        initial_scale=initial_deviation(spec, train, lower, upper),
+        max_evaluations=train["max_evaluations"] or train["population_size"] * (train["max_generations"] + 1),
+    )
+    weighting = {"dtype": train["dtype"], "class_weight": train["class_weight"]}
+    problem = FitnessProblem(spec, X_train, y_train, l2=train["l2"], **weighting)
+    scoring = problem  # its loss_and_accuracy leaves the L2 penalty out
+    validation = FitnessProblem(spec, X_validation, y_validation, **weighting)
+    config = TrainConfig(
+        max_generations=train["max_generations"],
+        max_evaluations=train["max_evaluations"],
+        patience=train["patience"],
+        minibatch_size=train["minibatch_size"],
+        checkpoint_every=runtime["checkpoint_every"] if checkpoint_path else 0,
+    )
+    checkpoint = None
+    if checkpoint_path is not None:
+        checkpoint = lambda state: save_checkpoint(checkpoint_path, state, key, optimizer)  # noqa: E731
+    with PopulationEvaluator(
+        problem, runtime["n_jobs"], runtime["backend"], runtime["scheduler_address"], population_size=train["population_size"]
+    ) as evaluate:
+        trainer = Trainer(
+            optimizer, evaluate, validation, scoring, config, progress=runtime["progress"], checkpoint=checkpoint
+        )
+        if runtime["progress"]:
+            workers = "in-process" if evaluate.n_jobs == 1 else f"{evaluate.n_jobs} workers ({runtime['backend']})"
+            print(f"train: evaluating {workers} (runtime.n_jobs {runtime['n_jobs']})", file=sys.stderr)
+        if checkpoint_path is not None and checkpoint_path.exists():
+            state = load_checkpoint(checkpoint_path, key, optimizer)
+            print(f"train: resuming from generation {state.optimizer.generation} ({checkpoint_path})", file=sys.stderr)
+        else:
+            population = initial_population(
+                spec, rng, train["population_size"], train["init"], train["init_scale"], lower, upper
+            )
+            state = trainer.start(population, rng)
+        try:
+            result = trainer.run(state)
+        except KeyboardInterrupt:
+            if checkpoint_path is not None:
+                print(
+                    f"train: interrupted at generation {state.optimizer.generation}; state saved to "
+                    f"{checkpoint_path}; run dvc repro to resume",
+                    file=sys.stderr,
+                )
+            raise
+    return TrainedNetwork(spec, result, scoring, validation, dict(trainer.timings, n_workers=evaluate.n_jobs))
