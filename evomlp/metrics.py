@@ -5,8 +5,14 @@
 - multiclass: the same with macro averages (``roc_auc`` one-vs-rest) plus ``per_class``;
 - regression: ``rmse``, ``mae``, ``r2``.
 
-Plot data: ROC points (binary; micro-averaged one-vs-rest for multiclass) and one
-``(actual, predicted)`` row per test row for DVC's confusion template.
+Plot data (:func:`plot_tables`), one table per chart file, each written for every task so the
+pipeline's outputs do not depend on it; a table that does not apply to the task has no rows:
+- ``roc``: ROC points (binary; micro-averaged one-vs-rest for multiclass: every (row, class) pair
+  is one binary decision scored by that class's probability), classification only;
+- ``confusion``: one ``(actual, predicted)`` row per test row, by class name, for DVC's confusion
+  template, classification only;
+- ``predictions``: one ``(actual, predicted, residual)`` row per test row (per target), with
+  ``residual = actual - predicted``, regression only.
 """
 
 from __future__ import annotations
@@ -14,6 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 from evomlp.errors import EvomlpError
+
+ROC_COLUMNS = ("fpr", "tpr", "threshold")
+CONFUSION_COLUMNS = ("actual", "predicted")
+PREDICTION_COLUMNS = ("actual", "predicted", "residual")
 
 
 def task_metrics(task: str, y: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> dict:
@@ -102,3 +112,26 @@ def confusion_rows(task: str, y: np.ndarray, scores: np.ndarray, classes: np.nda
         return []
     predicted = _class_probabilities(task, scores).argmax(axis=1)
     return [{"actual": str(classes[a]), "predicted": str(classes[p])} for a, p in zip(y, predicted)]
+
+
+def prediction_rows(task: str, y: np.ndarray, scores: np.ndarray) -> list[dict]:
+    """One ``{actual, predicted, residual}`` row per test row and target; empty for classification."""
+    if task != "regression":
+        return []
+    actual = np.asarray(y, dtype=np.float64).reshape(-1)
+    predicted = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if predicted.shape != actual.shape:
+        raise EvomlpError(f"expected one prediction per target: {predicted.size} predictions for {actual.size} targets")
+    return [
+        {"actual": float(a), "predicted": float(p), "residual": float(a - p)} for a, p in zip(actual, predicted)
+    ]
+
+
+def plot_tables(task: str, y: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> dict[str, tuple]:
+    """``{name: (columns, rows)}`` of every chart file (``roc``, ``confusion``, ``predictions``);
+    the tables that do not apply to ``task`` have no rows."""
+    return {
+        "roc": (ROC_COLUMNS, roc_points(task, y, scores, len(classes))),
+        "confusion": (CONFUSION_COLUMNS, confusion_rows(task, y, scores, classes)),
+        "predictions": (PREDICTION_COLUMNS, prediction_rows(task, y, scores)),
+    }

@@ -1,7 +1,9 @@
 """Stage evaluate: test-set metrics and plot data of the trained model.
 
-Reads ``models/model.npz`` and ``data/prepared/test.npz``. Writes ``metrics/test.json``,
-``metrics/plots/roc.csv`` and ``metrics/plots/confusion.csv``.
+Reads ``models/model.npz`` and ``data/prepared/test.npz``. Writes ``metrics/test.json`` and the
+chart data ``metrics/plots/roc.csv``, ``confusion.csv`` (classification) and ``predictions.csv``
+(regression: actual, predicted, residual). All three files are written for every task; those of
+the other task hold only their header, which DVC draws as no chart at all.
 """
 
 from __future__ import annotations
@@ -10,16 +12,16 @@ from stages.common import METRICS, MODEL, PLOTS, load_part, run_stage
 
 from evomlp.artifacts import load_model, save_csv, save_json
 from evomlp.errors import EvomlpError
-from evomlp.metrics import confusion_rows, roc_points, task_metrics
+from evomlp.metrics import plot_tables, task_metrics
 from evomlp.network import forward, output_probabilities
 
 
 def write_test_outputs(metrics_path, task, y, scores, classes, plots: bool) -> dict:
-    """Compute the task's metrics (and, if ``plots``, ROC and confusion data) and write them."""
+    """Compute the task's metrics (and, if ``plots``, every chart's data) and write them."""
     metrics = task_metrics(task, y, scores, classes)
     if plots:
-        save_csv(PLOTS / "roc.csv", ["fpr", "tpr", "threshold"], roc_points(task, y, scores, len(classes)))
-        save_csv(PLOTS / "confusion.csv", ["actual", "predicted"], confusion_rows(task, y, scores, classes))
+        for name, (columns, rows) in plot_tables(task, y, scores, classes).items():
+            save_csv(PLOTS / f"{name}.csv", list(columns), rows)
     save_json(metrics_path, metrics)
     return metrics
 
