@@ -71,7 +71,7 @@ def repo(tmp_path: Path) -> Path:
 
 def test_pipeline_end_to_end(repo: Path) -> None:
     first = dvc("repro", cwd=repo)
-    assert ran_stages(first.stdout) == {"check", "prepare", "train", "evaluate", "baseline"}
+    assert ran_stages(first.stdout) == {"check", "prepare", "train", "evaluate", "baseline", "plots"}
 
     test = json.loads((repo / "metrics/test.json").read_text())
     baseline = json.loads((repo / "metrics/baseline.json").read_text())
@@ -112,7 +112,7 @@ def test_pipeline_end_to_end(repo: Path) -> None:
     run(["git", "add", "-A"], repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], repo)
     set_params(repo, {"train": {"population_size": 16}})
-    assert ran_stages(dvc("repro", cwd=repo).stdout) == {"check", "train", "evaluate"}
+    assert ran_stages(dvc("repro", cwd=repo).stdout) == {"check", "train", "evaluate", "plots"}
     assert json.loads((repo / "metrics/train.json").read_text())["evaluations"] == 16 * 41
 
     # and dvc metrics diff (committed vs workspace) shows what moved
@@ -249,13 +249,13 @@ def test_each_optimizer_owns_its_settings_in_the_pipeline(repo: Path) -> None:
 
     # the chosen optimizer's own setting is a dependency of train
     set_params(repo, {"optimizer": {"snes": {"sigma": 0.3}}})
-    assert ran_stages(dvc("repro", cwd=repo).stdout) == {"check", "train", "evaluate"}
+    assert ran_stages(dvc("repro", cwd=repo).stdout) == {"check", "train", "evaluate", "plots"}
     set_params(repo, {"optimizer": {"snes": {"sigma": 0.1}}})
 
     # switching optimizer is one key, the other blocks staying at their defaults (here to DE:
     # the default, an evolution strategy, is checked for n_jobs and backends elsewhere)
     set_params(repo, {"train": {"optimizer": "currenttopbest1bin"}})
-    assert ran_stages(dvc("repro", cwd=repo).stdout) == {"check", "train", "evaluate"}
+    assert ran_stages(dvc("repro", cwd=repo).stdout) == {"check", "train", "evaluate", "plots"}
     assert (repo / "models/model.npz").read_bytes() != model
     train = json.loads((repo / "metrics/train.json").read_text())
     assert train["evaluations"] == 20 * 41
