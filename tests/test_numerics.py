@@ -134,7 +134,9 @@ OUTPUTS = ("models/model.npz", "metrics/train.json", "metrics/test.json", "metri
            "metrics/plots/history.csv", "metrics/plots/roc.csv", "metrics/plots/confusion.csv")
 RUN_STAGES = """
 import os, runpy, sys, yaml
-for directory in sys.argv[1:]:
+directories = sys.argv[1:]
+sys.argv[1:] = []  # a stage takes no arguments
+for directory in directories:
     os.chdir(directory)
     if os.environ.get("EVOMLP_TEST_RUNTIME"):
         params = yaml.safe_load(open("params.yaml"))
