@@ -320,7 +320,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                    "backend dask: the scheduler to connect to (tcp://host:8786); null: a local "
                                    "cluster of n_jobs workers"),
         "progress": Field(True, boolean, "a progress bar and status lines on stderr"),
-        "checkpoint_every": Field(25, integer(0, INT64_MAX),
+        "checkpoint_every": Field(100, integer(0, INT64_MAX),
                                   "save the whole run to .checkpoints/ every this many generations (and on Ctrl-C) "
                                   "for a bit-exact resume; 0: on Ctrl-C only"),
     },
