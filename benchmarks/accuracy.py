@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from evomlp.network import forward, output_probabilities  # noqa: E402
-from evomlp.params import validate_params  # noqa: E402
+from evomlp.params import load_runtime, validate_params  # noqa: E402
 from evomlp.training import train_network  # noqa: E402
 from stages.baseline import fit_baseline  # noqa: E402
 from stages.prepare import prepare_data  # noqa: E402
@@ -102,7 +102,7 @@ def main() -> None:
     arguments = parser.parse_args()
 
     raw = yaml.safe_load(Path(arguments.params).read_text())
-    raw.setdefault("runtime", {})["progress"] = False
+    raw["runtime"] = dict(load_runtime(Path(arguments.params).with_name("runtime.yaml")), progress=False)
     for item in arguments.set:
         key, _, value = item.partition("=")
         set_value(raw, key, yaml.safe_load(value))

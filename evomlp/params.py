@@ -4,6 +4,10 @@
 in) or raises :class:`ParamsError` whose one-line message names the key, the value found and what
 was expected; an unknown key gets the nearest known name suggested. The library itself never reads
 ``params.yaml``: the stages call :func:`load_params` and pass plain values on.
+
+Two files hold the settings. ``params.yaml`` (DVC's params file) holds every section that can change
+a result. The ``runtime`` section (speed and display only) lives in ``runtime.yaml`` beside it, a
+flat mapping that DVC never reads, so it can't crowd ``dvc exp show`` or change ``dvc.lock``.
 """
 
 from __future__ import annotations
@@ -323,8 +327,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "checkpoint_every": Field(100, integer(0, INT64_MAX),
                                   "save the whole run to .checkpoints/ every this many generations (and on Ctrl-C) "
                                   "for a bit-exact resume; 0: on Ctrl-C only"),
+        "live_every": Field(50, integer(0, INT64_MAX),
+                            "the train stage rewrites metrics/train/metrics.json (dvclive) every this many "
+                            "generations with the run so far, for dvc exp show and dvc metrics show; 0: only at the end"),
     },
 }
+
+RUNTIME = "runtime"  # the section kept in runtime.yaml, not in params.yaml
+RUNTIME_FILE = "runtime.yaml"
 
 
 def _suggest(name: Any, known: list[str]) -> str:
@@ -358,27 +368,34 @@ def validate_params(raw: Any, source: str = "params.yaml") -> dict[str, dict[str
         given = raw.get(section)
         if given is None:  # an absent or empty section: every key takes its default
             given = {}
-        if not isinstance(given, dict):
-            raise ParamsError(
-                f"{source}: {section}: expected a mapping of keys {list(fields)}, got {show(given)}"
-            )
-        for key in given:
-            if not isinstance(key, str) or key not in fields:
-                raise ParamsError(
-                    f"{source}: {section}.{_name(key)}: unknown key"
-                    f"{_suggest(key, list(fields)) or f'; expected one of {list(fields)}'}"
-                )
-        values = {}
-        for key, spec in fields.items():
-            value = given.get(key, spec.default)
-            try:
-                values[key] = spec.check(value)
-            except ValueError as error:
-                raise ParamsError(f"{source}: {section}.{key}: {error}, got {show(value)}") from None
-        result[section] = values
+        result[section] = validate_section(section, given, source)
     result[OPTIMIZER_SECTION] = _validate_optimizer_blocks(raw.get(OPTIMIZER_SECTION), result["train"]["optimizer"], source)
     _check_together(result, source)
     return result
+
+
+def validate_section(section: str, given: Any, source: str, prefix: str | None = None) -> dict[str, Any]:
+    """One section of :data:`SCHEMA` from its parsed mapping, defaults filled in. Messages name keys
+    as ``<prefix><key>`` (``<section>.`` unless given: runtime.yaml's keys stand alone)."""
+    fields = SCHEMA[section]
+    prefix = f"{section}." if prefix is None else prefix
+    if not isinstance(given, dict):
+        where = f"{section}: " if prefix else ""
+        raise ParamsError(f"{source}: {where}expected a mapping of keys {list(fields)}, got {show(given)}")
+    for key in given:
+        if not isinstance(key, str) or key not in fields:
+            raise ParamsError(
+                f"{source}: {prefix}{_name(key)}: unknown key"
+                f"{_suggest(key, list(fields)) or f'; expected one of {list(fields)}'}"
+            )
+    values = {}
+    for key, spec in fields.items():
+        value = given.get(key, spec.default)
+        try:
+            values[key] = spec.check(value)
+        except ValueError as error:
+            raise ParamsError(f"{source}: {prefix}{key}: {error}, got {show(value)}") from None
+    return values
 
 
 OPTIMIZER_SECTION = "optimizer"
@@ -473,11 +490,33 @@ def _check_together(params: dict[str, dict[str, Any]], source: str) -> None:
         )
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:
-    """Read and validate a params file; every problem is a :class:`ParamsError` naming the file."""
+def load_params(path: str | Path = "params.yaml", runtime_path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """Read and validate a params file and the runtime file beside it (``runtime.yaml``, or
+    ``runtime_path``; all defaults when it is absent). Every problem is a :class:`ParamsError`
+    naming the file."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if isinstance(raw, dict) and RUNTIME in raw:
+        raise ParamsError(
+            f"{path}: {RUNTIME}: speed settings are not DVC params; move the section's keys to "
+            f"{RUNTIME_FILE} (a flat mapping, see docs/params.md)"
+        )
+    runtime = load_runtime(path.with_name(RUNTIME_FILE) if runtime_path is None else runtime_path)
+    params = validate_params(raw, str(path))
+    params[RUNTIME] = runtime
+    return params
+
+
+def load_runtime(path: str | Path = RUNTIME_FILE) -> dict[str, Any]:
+    """The ``runtime`` settings of a runtime file (defaults when it is absent)."""
+    path = Path(path)
+    return validate_section(RUNTIME, (_read_yaml(path) if path.exists() else None) or {}, str(path), prefix="")
+
+
+def _read_yaml(path: Path) -> Any:
+    """The parsed YAML of ``path``; an unreadable or invalid file is a :class:`ParamsError`."""
     import yaml
 
-    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -488,7 +527,7 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:
     except (OSError, ValueError) as error:
         raise ParamsError(f"{path}: cannot read ({getattr(error, 'strerror', None) or error})") from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -499,4 +538,3 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:
     except (ValueError, TypeError, OverflowError) as error:
         # e.g. an integer with more digits than Python converts (sys.get_int_max_str_digits)
         raise ParamsError(f"{path}: not valid YAML ({' '.join(str(error).split())[:120]})") from None
-    return validate_params(raw, str(path))

@@ -29,10 +29,13 @@ SECTION_NOTES = {
                        "chosen optimizer's block is read (and is a DVC dependency of `train`); a setting of "
                        "another block that differs from its default is an error.",
     "baseline": "scikit-learn's MLP trained by backprop on the same split, for comparison (stage `baseline`).",
-    "runtime": "Speed and display only: these cannot change results and are not DVC dependencies.",
+    "runtime": "Speed and display only: these cannot change results. They live in `runtime.yaml`, a flat "
+               "mapping beside `params.yaml` written without the `runtime.` prefix (`n_jobs: 2`). It is no "
+               "DVC params file, so it is never a dependency, never in `dvc.lock` and never a column of "
+               "`dvc exp show`; edit the file (`dvc exp run -S` does not reach it).",
 }
 
-HEADER = f"""# params.yaml reference
+HEADER = f"""# params.yaml and runtime.yaml reference
 
 Generated from the schema (`evomlp/params.py`) and the optimizer registry (`evomlp/optimizers.py`):
 do not edit by hand. Regenerate with `{COMMAND} > {DEFAULT_PATH}`;

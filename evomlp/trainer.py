@@ -48,6 +48,7 @@ class TrainConfig:
     patience: int = 0  # 0: no early stopping
     minibatch_size: int = 0
     checkpoint_every: int = 0  # 0: no checkpoints
+    report_every: int = 0  # 0: no progress reports
 
 
 @dataclass
@@ -92,6 +93,7 @@ class Trainer:
         config: TrainConfig,
         progress: bool = False,
         checkpoint: Callable[[TrainerState], None] | None = None,
+        report: Callable[[TrainerState], None] | None = None,
     ):
         self.optimizer = optimizer
         self.evaluate = evaluate
@@ -100,6 +102,7 @@ class Trainer:
         self.config = config
         self.progress = progress
         self.checkpoint = checkpoint
+        self.report = report
         self.timings = {"evaluation_s": 0.0, "optimizer_s": 0.0, "validation_s": 0.0}
 
     # -- one run ---------------------------------------------------------------------------
@@ -181,6 +184,9 @@ class Trainer:
                         self.checkpoint(state)
                     if interrupted():
                         raise KeyboardInterrupt
+                    report_every = self.config.report_every
+                    if self.report and report_every and generation % report_every == 0:
+                        self.report(state)
                     if bar is not None:
                         self._show_progress(bar, state, started, start_evaluations)
             finally:
@@ -196,6 +202,25 @@ class Trainer:
             history=list(state.history),
             n_nonfinite=state.n_nonfinite,
         )
+
+    @staticmethod
+    def progress_metrics(state: TrainerState) -> dict:
+        """The run so far as the train stage's metrics: the model selected so far (its history row:
+        training loss without L2, validation loss, accuracies) and the counts. The same keys, in the
+        same order, as the stage's final metrics."""
+        row = next((r for r in reversed(state.history) if r["generation"] == state.best_generation), state.history[-1])
+        metrics = {
+            "train_loss": row["train_loss"],
+            "validation_loss": row["validation_loss"],
+            "best_generation": state.best_generation,
+            "generations": state.optimizer.generation,
+            "evaluations": state.optimizer.n_evaluations,
+            "nonfinite_fitness": state.n_nonfinite,
+        }
+        if row["validation_accuracy"] is not None:
+            metrics["train_accuracy"] = row["train_accuracy"]
+            metrics["validation_accuracy"] = row["validation_accuracy"]
+        return metrics
 
     def _show_progress(self, bar, state: TrainerState, started: float, start_evaluations: int) -> None:
         elapsed = max(time.perf_counter() - started, 1e-9)

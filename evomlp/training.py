@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from evomlp import optimizers
 from evomlp.checkpoint import load_checkpoint, save_checkpoint
 from evomlp.evaluation import FitnessProblem, PopulationEvaluator
 from evomlp.network import MLPSpec, initial_population, initial_scales, per_weight
-from evomlp.trainer import TrainConfig, Trainer, TrainResult
+from evomlp.trainer import TrainConfig, Trainer, TrainerState, TrainResult
 
 
 def build_spec(model: dict, task: str, n_inputs: int, classes: np.ndarray, y: np.ndarray) -> MLPSpec:
@@ -60,12 +61,15 @@ def train_network(
     validation_part: tuple[np.ndarray, np.ndarray],
     checkpoint_path: Path | None = None,
     key: str = "",
+    report: Callable[[TrainerState], None] | None = None,
 ) -> TrainedNetwork:
     """Train one network from validated params sections (``model``, ``train``, the chosen
     optimizer's block ``optimizer_settings``, ``runtime``).
 
     With ``checkpoint_path``, the run resumes from that file if it exists and saves to it every
-    ``runtime.checkpoint_every`` generations and on Ctrl-C.
+    ``runtime.checkpoint_every`` generations and on Ctrl-C. With ``report``, it is called with the
+    run's state every ``runtime.live_every`` generations (:meth:`Trainer.progress_metrics` turns
+    that into the metrics so far).
     """
     X_train, y_train = train_part
     X_validation, y_validation = validation_part
@@ -98,6 +102,7 @@ def train_network(
         patience=train["patience"],
         minibatch_size=train["minibatch_size"],
         checkpoint_every=runtime["checkpoint_every"] if checkpoint_path else 0,
+        report_every=runtime["live_every"] if report else 0,
     )
     checkpoint = None
     if checkpoint_path is not None:
@@ -106,7 +111,8 @@ def train_network(
         problem, runtime["n_jobs"], runtime["backend"], runtime["scheduler_address"], population_size=train["population_size"]
     ) as evaluate:
         trainer = Trainer(
-            optimizer, evaluate, validation, scoring, config, progress=runtime["progress"], checkpoint=checkpoint
+            optimizer, evaluate, validation, scoring, config, progress=runtime["progress"], checkpoint=checkpoint,
+            report=report,
         )
         if runtime["progress"]:
             workers = "in-process" if evaluate.n_jobs == 1 else f"{evaluate.n_jobs} workers ({runtime['backend']})"

@@ -23,6 +23,7 @@ PREPARED = Path("data/prepared")
 MODEL = Path("models/model.npz")
 METRICS = Path("metrics")
 PLOTS = METRICS / "plots"
+LIVE = METRICS / "train"  # dvclive's directory: metrics/train/metrics.json
 LOGS = Path("logs")
 CHECKPOINTS = Path(".checkpoints")
 PARTS = ("train", "validation", "test")

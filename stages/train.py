@@ -1,9 +1,11 @@
 """Stage train: a randomized optimizer over all weights of the MLP, model chosen on validation loss.
 
 Reads params ``model.*``, ``train.*`` and the chosen optimizer's block ``optimizer.<train.optimizer>``
-(results) and ``runtime.*`` (speed and display only; not a
-DVC dependency). Writes ``models/model.npz``, ``metrics/train.json``,
-``metrics/plots/history.csv``, and the untracked ``logs/train-timing.json``. Every
+(results) and ``runtime.yaml`` (speed and display only; not a DVC dependency). Writes
+``models/model.npz``, ``metrics/train/metrics.json`` (through dvclive, rewritten every
+``runtime.live_every`` generations with the run so far, so ``dvc exp show`` and ``dvc metrics show``
+follow a run; see :mod:`stages.live`), ``metrics/plots/history.csv``, and the untracked
+``logs/train-timing.json``. Every
 ``runtime.checkpoint_every`` generations (and on Ctrl-C) the whole run is saved to
 ``.checkpoints/train-<key>.npz``, ``<key>`` a hash of the params and data that affect results; the
 next run with the same key resumes from it and ends with the same bytes; a finished run removes it.
@@ -17,8 +19,8 @@ import time
 
 from stages.common import (
     CHECKPOINTS,
+    LIVE,
     LOGS,
-    METRICS,
     MODEL,
     PARAMS,
     PARTS,
@@ -29,10 +31,12 @@ from stages.common import (
     run_stage,
 )
 
-from evomlp.artifacts import save_csv, save_json, save_model
+from stages.live import LiveMetrics
+
+from evomlp.artifacts import save_csv, save_model
 from evomlp.checkpoint import checkpoint_key
 from evomlp.params import BUNDLED_DATASETS, load_params
-from evomlp.trainer import HISTORY_COLUMNS
+from evomlp.trainer import HISTORY_COLUMNS, Trainer
 from evomlp.training import train_network
 
 
@@ -47,8 +51,10 @@ def main() -> None:
                          [PREPARED / f"{name}.npz" for name in PARTS])
     checkpoint_path = CHECKPOINTS / f"train-{key}.npz"
     started = time.perf_counter()
+    live = LiveMetrics(LIVE)
     trained = train_network(
-        model, train, optimizer_settings, runtime, task, classes, train_part, validation_part, checkpoint_path, key
+        model, train, optimizer_settings, runtime, task, classes, train_part, validation_part, checkpoint_path, key,
+        report=lambda state: live.update(state.optimizer.generation, Trainer.progress_metrics(state)),
     )
     spec, result, scoring, validation = trained.spec, trained.result, trained.scoring, trained.validation
     elapsed = time.perf_counter() - started
@@ -73,7 +79,7 @@ def main() -> None:
     target = "target" if data["dataset"] in BUNDLED_DATASETS or data["target"] is None else data["target"]
     save_model(MODEL, spec, weights, classes, preprocessing_arrays, target=target,
                training={"model": model, "train": train, "optimizer": optimizer_settings}, metrics=metrics)
-    save_json(METRICS / "train.json", metrics)
+    live.finish(result.n_generations, metrics)
     save_csv(PLOTS / "history.csv", list(HISTORY_COLUMNS), result.history)
     timing = {
         "seconds": elapsed,

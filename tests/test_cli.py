@@ -39,6 +39,7 @@ def trained_project(where: Path, data: dict, files: dict[str, str] | None = None
     for name in ("evomlp", "stages"):
         shutil.copytree(ROOT / name, where / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "params.yaml", where / "params.yaml")
+    shutil.copy(ROOT / "runtime.yaml", where / "runtime.yaml")
     set_params(where, {**TINY, "data": data})
     for name, text in (files or {}).items():
         (where / name).parent.mkdir(parents=True, exist_ok=True)
@@ -230,7 +231,9 @@ def test_info_shows_classes_target_optimizer_and_training_metrics(animals):
     assert info["features"]["text"] == {"habitat": ["air", "land", "water"]}
     assert info["training"]["train"]["optimizer"] == "currenttopbest1bin"
     assert info["training"]["optimizer"]["crossover_rate"] == 0.3
-    assert info["metrics"] == json.loads((animals / "metrics/train.json").read_text())
+    live = json.loads((animals / "metrics/train/metrics.json").read_text())
+    assert info["metrics"] == {key: value for key, value in live.items() if key != "step"}
+    assert live["step"] == live["generations"]  # dvclive's step: the last generation
 
 
 def snapshot(project: Path) -> dict:

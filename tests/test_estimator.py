@@ -154,8 +154,8 @@ def test_the_estimator_trains_the_train_stages_bytes_from_the_same_rows_and_sett
     monkeypatch.chdir(tmp_path)
     if params["data"]["dataset"] == "values.csv":
         _regression_csv(tmp_path)
-    Path("params.yaml").write_text(yaml.safe_dump(
-        {**params, "runtime": {"progress": False, "n_jobs": 1}}, sort_keys=False))
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    Path("runtime.yaml").write_text(yaml.safe_dump({"progress": False, "n_jobs": 1}))
     prepare.main()
     train.main()
     evaluate.main()
@@ -168,7 +168,7 @@ def test_the_estimator_trains_the_train_stages_bytes_from_the_same_rows_and_sett
     spec, weights, _, _ = load_model("models/model.npz")
     assert estimator.spec_ == spec
     assert estimator.weights_.tobytes() == weights.tobytes()
-    stage = json.loads(Path("metrics/train.json").read_text())
+    stage = json.loads(Path("metrics/train/metrics.json").read_text())
     assert (estimator.n_generations_, estimator.n_evaluations_, estimator.best_generation_) == (
         stage["generations"], stage["evaluations"], stage["best_generation"])
     if regression:

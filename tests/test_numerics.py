@@ -130,7 +130,7 @@ def variants() -> list[tuple[str, dict]]:
 
 
 DATASETS = {"binary": "breast_cancer", "multiclass": "wine"}
-OUTPUTS = ("models/model.npz", "metrics/train.json", "metrics/test.json", "metrics/baseline.json",
+OUTPUTS = ("models/model.npz", "metrics/train/metrics.json", "metrics/test.json", "metrics/baseline.json",
            "metrics/plots/history.csv", "metrics/plots/roc.csv", "metrics/plots/confusion.csv")
 RUN_STAGES = """
 import os, runpy, sys, yaml
@@ -139,9 +139,9 @@ sys.argv[1:] = []  # a stage takes no arguments
 for directory in directories:
     os.chdir(directory)
     if os.environ.get("EVOMLP_TEST_RUNTIME"):
-        params = yaml.safe_load(open("params.yaml"))
-        params["runtime"].update(n_jobs=2, backend=os.environ["EVOMLP_TEST_RUNTIME"])
-        yaml.safe_dump(params, open("params.yaml", "w"), sort_keys=False)
+        runtime = yaml.safe_load(open("runtime.yaml"))
+        runtime.update(n_jobs=2, backend=os.environ["EVOMLP_TEST_RUNTIME"])
+        yaml.safe_dump(runtime, open("runtime.yaml", "w"), sort_keys=False)
     for stage in ("stages.train", "stages.evaluate", "stages.baseline"):
         runpy.run_module(stage, run_name="__main__", alter_sys=True)
 """
@@ -158,8 +158,8 @@ def prepared(tmp_path_factory) -> Path:
         params["data"]["dataset"] = dataset
         params["train"].update(max_generations=30, population_size=20)
         params["baseline"]["max_iter"] = 40
-        params["runtime"].update(progress=False, checkpoint_every=0)
         (directory / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        (directory / "runtime.yaml").write_text(yaml.safe_dump({"progress": False, "checkpoint_every": 0}))
         result = run_in(directory, [sys.executable, "-m", "stages.prepare"], {})
         assert result.returncode == 0, result.stderr
     return base

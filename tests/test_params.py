@@ -52,10 +52,14 @@ def test_the_committed_params_file_spells_out_the_schema_defaults():
     import yaml
     from pathlib import Path
 
-    committed = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    root = Path(__file__).resolve().parents[1]
+    committed = yaml.safe_load((root / "params.yaml").read_text())
+    runtime = yaml.safe_load((root / "runtime.yaml").read_text())
     assert validate_params(committed) == validate_params({})
+    assert load_params(root / "params.yaml") == validate_params({})
+    assert "runtime" not in committed and set(runtime) == set(SCHEMA["runtime"])  # runtime.yaml: every key
     for section, fields in SCHEMA.items():
-        assert set(committed[section]) == set(fields), section
+        assert set(committed.get(section, runtime)) == set(fields), section
     assert list(committed["optimizer"]) == list(names())  # every optimizer's block, in the registry's order
     for name in names():
         assert set(committed["optimizer"][name]) == set(entry(name).settings), name
@@ -322,6 +326,44 @@ def test_load_params_reads_and_validates(tmp_path):
     assert load_params(path)["train"]["population_size"] == 20
     path.write_text("train:\n  population_sise: 20\n")
     with pytest.raises(ParamsError, match=r"params.yaml: train.population_sise: unknown key"):
+        load_params(path)
+
+
+def test_runtime_settings_come_from_runtime_yaml_beside_params_yaml(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  population_size: 20\n")
+    assert load_params(params)["runtime"] == validate_params({})["runtime"]  # no runtime.yaml: defaults
+    (tmp_path / "runtime.yaml").write_text("n_jobs: 2\nbackend: loky\n")
+    loaded = load_params(params)
+    assert loaded["runtime"]["n_jobs"] == 2 and loaded["runtime"]["backend"] == "loky"
+    assert loaded["runtime"]["checkpoint_every"] == SCHEMA["runtime"]["checkpoint_every"].default
+    assert loaded["train"]["population_size"] == 20
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("n_jobs: 0\n", "runtime.yaml: n_jobs: "),
+        ("n_job: 2\n", "runtime.yaml: n_job: unknown key (did you mean 'n_jobs'?)"),
+        ("runtime:\n  n_jobs: 2\n", "runtime.yaml: runtime: unknown key"),
+        ("- 2\n", "runtime.yaml: expected a mapping of keys"),
+        ("n_jobs: [2\n", "runtime.yaml: not valid YAML"),
+    ],
+)
+def test_a_bad_runtime_file_is_one_line_naming_it_and_the_key(tmp_path, content, expected):
+    (tmp_path / "params.yaml").write_text("")
+    (tmp_path / "runtime.yaml").write_text(content)
+    with pytest.raises(ParamsError) as caught:
+        load_params(tmp_path / "params.yaml")
+    message = str(caught.value)
+    assert expected in message and str(tmp_path / "runtime.yaml") in message, message
+    assert len(message.splitlines()) == 1
+
+
+def test_a_runtime_section_left_in_params_yaml_is_refused_with_where_it_goes(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("runtime:\n  n_jobs: 2\n")
+    with pytest.raises(ParamsError, match=r"params.yaml: runtime: .*move the section's keys to runtime.yaml"):
         load_params(path)
 
 

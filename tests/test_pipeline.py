@@ -42,11 +42,18 @@ def dvc(*arguments: str, cwd: Path, **extra_env: str) -> subprocess.CompletedPro
 
 
 def set_params(repo: Path, changes: dict) -> None:
+    """Update sections of params.yaml; the section ``runtime`` goes to runtime.yaml (flat)."""
+    changes = dict(changes)
+    runtime = changes.pop("runtime", None)
     path = repo / "params.yaml"
     params = yaml.safe_load(path.read_text())
     for section, values in changes.items():
         params.setdefault(section, {}).update(values)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+    if runtime is not None:
+        runtime_path = repo / "runtime.yaml"
+        settings = (yaml.safe_load(runtime_path.read_text()) if runtime_path.exists() else None) or {}
+        runtime_path.write_text(yaml.safe_dump({**settings, **runtime}, sort_keys=False))
 
 
 def ran_stages(output: str) -> set[str]:
@@ -58,7 +65,7 @@ def repo(tmp_path: Path) -> Path:
     """A fresh git + DVC repo holding the project's pipeline code and params (small budget)."""
     for name in ("evomlp", "stages"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+    for name in ("dvc.yaml", "params.yaml", "runtime.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, tmp_path / name)
     (tmp_path / "data/raw").mkdir(parents=True)
     shutil.copy(ROOT / "data/raw/README.md", tmp_path / "data/raw/README.md")
@@ -75,7 +82,7 @@ def test_pipeline_end_to_end(repo: Path) -> None:
 
     test = json.loads((repo / "metrics/test.json").read_text())
     baseline = json.loads((repo / "metrics/baseline.json").read_text())
-    train = json.loads((repo / "metrics/train.json").read_text())
+    train = json.loads((repo / "metrics/train/metrics.json").read_text())
     assert set(test) == set(baseline) >= {"accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
     assert 0.85 <= test["accuracy"] <= 1 and 0.5 < test["roc_auc"] <= 1
     assert train["generations"] == 40 and train["evaluations"] == 20 * 41
@@ -95,12 +102,13 @@ def test_pipeline_end_to_end(repo: Path) -> None:
     set_params(repo, {"runtime": {"n_jobs": 2, "backend": "threading"}})
     assert ran_stages(dvc("repro", cwd=repo).stdout) == set()
 
-    # ...and forcing a rerun with them gives the same bytes: two threads, two loky processes,
-    # and in-process with numpy alone (no compiled loops)
+    # ...and forcing a rerun with them gives the same bytes (dvc.lock holds every output's hash):
+    # two threads, two loky processes, and in-process with numpy alone (no compiled loops); with
+    # live progress written never (but at the end) or every generation
     for runtime, extra_env in [
-        ({"n_jobs": 2, "backend": "threading"}, {}),
+        ({"n_jobs": 2, "backend": "threading", "live_every": 0}, {}),
         ({"n_jobs": 2, "backend": "loky"}, {}),
-        ({"n_jobs": 1}, {"EVOMLP_NUMBA": "0"}),
+        ({"n_jobs": 1, "live_every": 1}, {"EVOMLP_NUMBA": "0"}),
     ]:
         set_params(repo, {"runtime": runtime})
         forced = dvc("repro", "-f", "train", cwd=repo, **extra_env)
@@ -113,13 +121,47 @@ def test_pipeline_end_to_end(repo: Path) -> None:
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], repo)
     set_params(repo, {"train": {"population_size": 16}})
     assert ran_stages(dvc("repro", cwd=repo).stdout) == {"check", "train", "evaluate", "plots"}
-    assert json.loads((repo / "metrics/train.json").read_text())["evaluations"] == 16 * 41
+    assert json.loads((repo / "metrics/train/metrics.json").read_text())["evaluations"] == 16 * 41
 
     # and dvc metrics diff (committed vs workspace) shows what moved
     diff = json.loads(dvc("metrics", "diff", "--json", cwd=repo).stdout)
-    evaluations = diff["metrics/train.json"]["evaluations"]
+    evaluations = diff["metrics/train/metrics.json"]["evaluations"]
     assert (evaluations["old"], evaluations["new"]) == (20 * 41, 16 * 41)
     assert "metrics/baseline.json" not in diff  # the baseline did not move
+
+
+def live_metrics(repo: Path) -> dict:
+    """metrics/train/metrics.json as it is now ({} while absent or being replaced)."""
+    try:
+        return json.loads((repo / "metrics/train/metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def test_dvc_metrics_show_follows_a_running_training(repo: Path) -> None:
+    set_params(repo, {"train": {"max_generations": 100_000}, "runtime": {"live_every": 5}})
+    dvc("repro", "prepare", cwd=repo)
+    process = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=repo, env=environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while live_metrics(repo).get("step", 0) < 10 and process.poll() is None:
+            time.sleep(0.01)
+        assert process.poll() is None, f"the run ended before its progress was seen:\n{process.stderr.read()}"
+        shown = json.loads(dvc("metrics", "show", "--json", cwd=repo).stdout)
+        (workspace,) = shown.values()
+        live = workspace["data"]["metrics/train/metrics.json"]["data"]
+        assert live["step"] == live["generations"] and live["step"] % 5 == 0 and 10 <= live["step"] < 100_000
+        assert live["evaluations"] == 20 * (live["generations"] + 1)
+        assert live["best_generation"] <= live["generations"]
+        assert 0.5 < live["validation_accuracy"] <= 1 and live["validation_loss"] > 0
+        # only what a rerun reproduces: the final metrics' keys and dvclive's step, no time of any kind
+        assert set(live) == {"step", "train_loss", "validation_loss", "best_generation", "generations",
+                             "evaluations", "nonfinite_fitness", "train_accuracy", "validation_accuracy"}
+        assert not (repo / "models/model.npz").exists()  # the outputs come at the end only
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=120)
+    assert process.returncode == 130
 
 
 def checkpoint_generation(directory: Path) -> int:
@@ -159,7 +201,8 @@ def test_sigkilled_training_resumes_to_the_same_bytes(repo: Path, optimizer: str
                       "runtime": {"checkpoint_every": 1}})
     run([sys.executable, "-m", "stages.prepare"], repo)
     run([sys.executable, "-m", "stages.train"], repo)
-    outputs = ("models/model.npz", "metrics/train.json", "metrics/plots/history.csv")
+    outputs = ("models/model.npz", "metrics/train/metrics.json", "metrics/plots/history.csv")
+    final = ("models/model.npz", "metrics/plots/history.csv")  # the live metrics are rewritten during a run
     reference = {name: (repo / name).read_bytes() for name in outputs}
     for name in outputs:
         (repo / name).unlink()
@@ -182,7 +225,7 @@ def test_sigkilled_training_resumes_to_the_same_bytes(repo: Path, optimizer: str
         if killed_at:
             assert f"resuming from generation {killed_at[-1]}" in stderr
         killed_at.append(generation)
-        assert not any((repo / name).exists() for name in outputs), "a killed run left an output behind"
+        assert not any((repo / name).exists() for name in final), "a killed run left an output behind"
     assert len(set(killed_at)) == 5
 
     finished = run([sys.executable, "-m", "stages.train"], repo)
@@ -257,7 +300,7 @@ def test_each_optimizer_owns_its_settings_in_the_pipeline(repo: Path) -> None:
     set_params(repo, {"train": {"optimizer": "currenttopbest1bin"}})
     assert ran_stages(dvc("repro", cwd=repo).stdout) == {"check", "train", "evaluate", "plots"}
     assert (repo / "models/model.npz").read_bytes() != model
-    train = json.loads((repo / "metrics/train.json").read_text())
+    train = json.loads((repo / "metrics/train/metrics.json").read_text())
     assert train["evaluations"] == 20 * 41
     # DE gives the same bytes for any n_jobs and backend too
     de_model, lock = (repo / "models/model.npz").read_bytes(), (repo / "dvc.lock").read_text()

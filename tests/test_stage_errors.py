@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evomlp.params import BUNDLED_DATASETS, SCHEMA, ParamsError, validate_params
+from evomlp.params import BUNDLED_DATASETS, RUNTIME, SCHEMA, ParamsError, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("train.npz", "validation.npz", "test.npz", "preprocessing.npz")
@@ -151,14 +151,17 @@ junk = st.recursive(
 )
 
 
+PARAMS_SECTIONS = [section for section in SCHEMA if section != RUNTIME]  # runtime.yaml: tests/test_params.py
+
+
 @st.composite
 def random_params(draw):
     raw: dict = {}
-    keys = draw(st.lists(st.sampled_from([(s, k) for s, f in SCHEMA.items() for k in f]), min_size=1, max_size=3))
+    keys = draw(st.lists(st.sampled_from([(s, k) for s in PARAMS_SECTIONS for k in SCHEMA[s]]), min_size=1, max_size=3))
     for section, key in keys:
         raw.setdefault(section, {})[key] = draw(junk)
     if draw(st.booleans()):
-        section = draw(st.sampled_from(list(SCHEMA)))
+        section = draw(st.sampled_from(PARAMS_SECTIONS))
         raw.setdefault(section, {})[draw(st.text(min_size=1, max_size=10))] = draw(junk)
     return raw
 

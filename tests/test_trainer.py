@@ -36,6 +36,25 @@ def test_the_model_kept_is_the_best_by_validation_loss(small_problem):
     assert [row["generation"] for row in result.history] == list(range(61))
 
 
+def test_progress_is_reported_every_report_every_generations_with_the_model_selected_so_far(small_problem):
+    reports = []
+    trainer, population, rng, _ = make_trainer(small_problem, max_generations=23, report_every=5)
+    trainer.report = lambda state: reports.append(Trainer.progress_metrics(state))
+    result = trainer.run(trainer.start(population, rng))
+    assert [report["generations"] for report in reports] == [5, 10, 15, 20]
+    rows = {row["generation"]: row for row in result.history}
+    for report in reports:
+        seen = [row for row in result.history if row["generation"] <= report["generations"]]
+        best = min(seen, key=lambda row: row["validation_loss"])  # the first on ties, as the trainer
+        assert report["best_generation"] == best["generation"]
+        assert report["validation_loss"] == best["validation_loss"]
+        assert report["train_loss"] == rows[report["best_generation"]]["train_loss"]
+        assert report["validation_accuracy"] == best["validation_accuracy"]
+        assert report["evaluations"] == rows[report["generations"]]["n_evaluations"]
+    start = Trainer.progress_metrics(trainer.start(population, np.random.default_rng(7)))
+    assert start["generations"] == start["best_generation"] == 0  # before any generation: the initial best
+
+
 def test_patience_stops_after_that_many_generations_without_improvement(small_problem):
     trainer, population, rng, _ = make_trainer(small_problem, max_generations=10_000, patience=5)
     result = trainer.run(trainer.start(population, rng))

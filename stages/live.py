@@ -1,0 +1,89 @@
+"""Live progress of the train stage through dvclive: ``metrics/train/metrics.json`` during the run.
+
+DVC removes a stage's outputs before it runs, so without this ``dvc exp show`` and ``dvc metrics
+show`` would show ``!`` for the train metrics until the run ends. :class:`LiveMetrics` keeps the
+file written with dvclive, the DVC ecosystem's logger (which also tells DVC's VS Code extension and
+Studio, when configured, that a step completed):
+
+- every ``runtime.live_every`` generations, the metrics of the run so far
+  (:meth:`evomlp.trainer.Trainer.progress_metrics`: the model selected so far and the counts), with
+  dvclive's ``step`` = the generation;
+- at the end, the stage's final metrics, with ``step`` = the last generation.
+
+Only values that a run with the same params reproduces reach the file: no timestamps, no timings,
+no ``plots`` (the per-generation curves are ``metrics/plots/history.csv``), so the final file is
+the same bytes whatever the machine, ``n_jobs`` or interruptions. Each write is atomic
+(:func:`evomlp.artifacts.save_json`), so a reader never sees half a file.
+
+``dvclive`` and the DVC repository it opens take about a second to load; the logger is made in a
+background thread while training starts, and waited for at its first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from evomlp.artifacts import save_json
+
+
+class LiveMetrics:
+    """dvclive's ``Live`` on ``directory``: :meth:`update` during the run, :meth:`finish` at the end."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._live = None
+        self._failure: BaseException | None = None
+        self._loader = threading.Thread(target=self._load, name="dvclive", daemon=True)
+        self._loader.start()
+
+    def _load(self) -> None:
+        try:
+            from dvclive import Live
+
+            class AtomicLive(Live):
+                def make_summary(self) -> None:  # dvclive's summary file, written atomically
+                    if self._step is not None:
+                        self.summary["step"] = self.step
+                    save_json(Path(self.metrics_file), self.summary)
+
+                def _init_dvc(self) -> None:
+                    # The DVC side (VS Code and Studio signals) is optional: outside a DVC project (a
+                    # stage run by hand in a plain folder) dvclive would run `dvc init` in the
+                    # enclosing git repository, and in a git repository without a commit it fails
+                    # (dvclive 3.49: SCMError "Empty git repo"). Log without DVC then.
+                    if not Path(".dvc").is_dir():
+                        return
+                    try:
+                        super()._init_dvc()
+                    except Exception:
+                        self._dvc_repo, self._inside_dvc_exp = None, False
+
+            # no dvc.yaml of its own (dvc.yaml declares the file), no experiment of its own (the
+            # stage runs inside dvc repro or dvc exp run), no report
+            self._live = AtomicLive(str(self.directory), save_dvc_exp=False, dvcyaml=None, report=None)
+        except BaseException as error:  # re-raised in the main thread at first use
+            self._failure = error
+
+    def _logger(self):
+        self._loader.join()
+        if self._failure is not None:
+            raise self._failure
+        return self._live
+
+    def _write(self, step: int, metrics: dict) -> None:
+        live = self._logger()
+        live.summary = {}
+        live.step = step
+        for name, value in metrics.items():
+            live.log_metric(name, value, plot=False)
+
+    def update(self, step: int, metrics: dict) -> None:
+        """The run so far, at generation ``step``."""
+        self._write(step, metrics)
+        self._live.next_step()
+
+    def finish(self, step: int, metrics: dict) -> None:
+        """The final metrics, at the last generation ``step``."""
+        self._write(step, metrics)
+        self._live.end()
