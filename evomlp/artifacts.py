@@ -2,7 +2,10 @@
 
 Every writer goes through :func:`atomic_path`: the bytes go to a temporary file in the target's
 folder, are flushed to disk, and the file is renamed over the target, so a crash leaves either the
-old file or the new one, never half of one. ``.npz`` files are written with a fixed timestamp on
+old file or the new one, never half of one. Files get the usual mode (0666 less the umask). A
+stage's outputs are written as one (:class:`Outputs`): checked writable before any work, then
+every file written to its temporary, and only when all are written, renamed onto their targets
+back to back; a failure before that leaves every old output as it was. ``.npz`` files are written with a fixed timestamp on
 every zip entry (numpy's own ``savez`` stamps the current time), so the same arrays always give the
 same bytes and DVC sees no change when nothing changed.
 """
@@ -10,6 +13,7 @@ same bytes and DVC sees no change when nothing changed.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import json
 import math
@@ -29,22 +33,128 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 MODEL_FORMAT_VERSION = 2
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()  # what open() would give a new file
+# (targets, [(temporary, target) written], [targets to remove]) of the Outputs being written
+_STAGED: contextvars.ContextVar = contextvars.ContextVar("evomlp_staged_outputs", default=None)
+
+
+def _write_error(path: Path, error: OSError) -> EvomlpError:
+    return EvomlpError(f"{path}: cannot write ({error.strerror or error})")
+
+
+def _staging_for(path: Path):
+    staged = _STAGED.get()
+    if staged is not None and any(target == path or target in path.parents for target in staged[0]):
+        return staged
+    return None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success, fsync and rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    temporary = Path(temporary)
+    """Yield a temporary path beside ``path``; on success, fsync and rename it onto ``path`` (or,
+    while :meth:`Outputs.written` holds ``path``, when all the outputs are written). A write error
+    is an :class:`EvomlpError` naming ``path``."""
+    path = Path(os.path.abspath(path))
     try:
-        yield temporary
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(handle)
+    except OSError as error:
+        raise _write_error(path, error) from None
+    temporary = Path(temporary)
+    staged = _staging_for(path)
+    kept = False  # handed to the Outputs being written, which renames or deletes it
+    try:
+        try:
+            os.chmod(temporary, _FILE_MODE)
+            yield temporary
+            with open(temporary, "rb+") as written:
+                os.fsync(written.fileno())
+            if staged is None:
+                os.replace(temporary, path)
+            else:
+                staged[1].append((temporary, path))
+                kept = True
+        except OSError as error:
+            raise _write_error(path, error) from None
     finally:
-        if temporary.exists():
+        if not kept and temporary.exists():
             temporary.unlink()
+
+
+def remove_output(path: str | Path) -> None:
+    """Delete ``path`` (if it exists), or, while :meth:`Outputs.written` holds it, once all the
+    outputs are written."""
+    path = Path(os.path.abspath(path))
+    staged = _staging_for(path)
+    if staged is not None:
+        staged[2].append(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class Outputs:
+    """A stage's outputs (files, or folders of files), written all or nothing.
+
+    Made at the start of a stage, it checks that every output can be written (its folder created,
+    a file created in it, an existing file writable), so a read-only folder fails before any work.
+    Within :meth:`written`, the writers of :mod:`evomlp.artifacts` keep each file as its fsynced
+    temporary; when the block ends without error they are renamed onto their targets one after the
+    other, and removals done; on an error, every temporary is deleted and the old outputs stay.
+    """
+
+    def __init__(self, *paths: str | Path) -> None:
+        self.paths = tuple(Path(os.path.abspath(p)) for p in paths)
+        for path in self.paths:
+            _check_writable(path)
+
+    @contextlib.contextmanager
+    def written(self) -> Iterator[None]:
+        staged: tuple = (self.paths, [], [])
+        token = _STAGED.set(staged)
+        try:
+            yield
+        except BaseException:
+            for temporary, _ in staged[1]:
+                temporary.unlink(missing_ok=True)
+            raise
+        finally:
+            _STAGED.reset(token)
+        for index, (temporary, path) in enumerate(staged[1]):
+            try:
+                os.replace(temporary, path)
+            except OSError as error:
+                for left, _ in staged[1][index:]:
+                    left.unlink(missing_ok=True)
+                raise _write_error(path, error) from None
+        for path in staged[2]:
+            path.unlink(missing_ok=True)
+
+
+def _check_writable(path: Path) -> None:
+    """A file can be created where ``path`` goes (in the nearest folder that exists: nothing is
+    created here), and an existing output can be replaced."""
+    folder = path if path.is_dir() else path.parent
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(f"{folder} is not a folder")
+        handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise EvomlpError(f"{path}: cannot write there ({error.strerror or error}); nothing was run") from None
+    targets = [p for p in folder.iterdir() if p.is_file()] if path.is_dir() else [path] if path.exists() else []
+    for target in targets:
+        if not os.access(target, os.W_OK):
+            raise EvomlpError(f"{target}: cannot be replaced (not writable); nothing was run")
 
 
 def save_npz(path: str | Path, arrays: dict[str, Any]) -> None:

@@ -737,6 +737,9 @@ def _worker_failures() -> tuple[type[BaseException], ...]:
     return tuple(failures)
 
 
+SCHEDULER_TIMEOUT_S = 10
+
+
 def _dask_backend(scheduler_address: str | None, n_workers: int):
     """joblib's ``dask`` backend on a ``dask.distributed`` client (a local cluster if no address)."""
     from contextlib import ExitStack
@@ -750,7 +753,14 @@ def _dask_backend(scheduler_address: str | None, n_workers: int):
         ) from None
     stack = ExitStack()
     if scheduler_address:
-        client = stack.enter_context(Client(scheduler_address))
+        try:
+            client = stack.enter_context(Client(scheduler_address, timeout=SCHEDULER_TIMEOUT_S))
+        except (OSError, TimeoutError, ValueError) as error:
+            reason = " ".join(str(error).split())[:160] or type(error).__name__
+            raise EvomlpError(
+                f"runtime.scheduler_address: no dask scheduler answered at {scheduler_address!r} within "
+                f"{SCHEDULER_TIMEOUT_S} s ({reason})"
+            ) from None
     else:
         cluster = stack.enter_context(
             LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -74,15 +75,40 @@ _SHOW_LIMIT = 80
 
 
 def show(value: Any) -> str:
-    """``repr(value)`` on one line, cut to a readable length; never raises (huge ints, deep nesting)."""
-    try:
-        if _is_int(value) and value.bit_length() > 200:
-            text = f"an integer of {value.bit_length()} bits"
-        else:
-            text = repr(value)
-    except Exception:  # noqa: BLE001 - repr of arbitrary parsed input must not escape
-        text = f"<{type(value).__name__}>"
-    text = " ".join(text.split())
+    """``repr(value)`` on one line, cut to a readable length; never raises (huge ints, deep nesting)
+    and never formats more than it shows: containers are walked only up to the limit."""
+    parts: list[str] = []
+    size = 0
+
+    def emit(text: str) -> bool:  # True once enough is written
+        nonlocal size
+        parts.append(text)
+        size += len(text)
+        return size > _SHOW_LIMIT
+
+    def walk(item: Any, depth: int) -> bool:
+        if isinstance(item, dict) or isinstance(item, (list, tuple)):
+            if depth > 16:
+                return emit("...")
+            pairs = item.items() if isinstance(item, dict) else ((None, element) for element in item)
+            opening, closing = ("{", "}") if isinstance(item, dict) else ("(", ")") if isinstance(item, tuple) else ("[", "]")
+            if emit(opening):
+                return True
+            for index, (key, element) in enumerate(pairs):
+                if (index and emit(", ")) or (isinstance(item, dict) and (walk(key, depth + 1) or emit(": "))):
+                    return True
+                if walk(element, depth + 1):
+                    return True
+            return emit(closing)
+        try:
+            if _is_int(item) and item.bit_length() > 200:
+                return emit(f"an integer of {item.bit_length()} bits")
+            return emit(repr(item)[: _SHOW_LIMIT + 1])
+        except Exception:  # noqa: BLE001 - repr of arbitrary parsed input must not escape
+            return emit(f"<{type(item).__name__}>")
+
+    walk(value, 0)
+    text = " ".join("".join(parts).split())
     return text if len(text) <= _SHOW_LIMIT else text[: _SHOW_LIMIT - 3] + "..."
 
 
@@ -234,6 +260,18 @@ def n_jobs(value: Any) -> int | str:
     raise ValueError("expected a positive integer (at most 1000000), -1 (all cores) or 'auto'")
 
 
+_SCHEDULER_ADDRESS = re.compile(r"(tcp|tls|ucx|ws|wss|inproc)://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?/?")
+
+
+@described("null, or a dask scheduler address: tcp://host:port (or tls://, ucx://, ws://, wss://)")
+def scheduler_address(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _SCHEDULER_ADDRESS.fullmatch(value):
+        raise ValueError("expected null or a dask scheduler address such as tcp://host:8786")
+    return value
+
+
 @described("one of the optimizer names (the section optimizer)")
 def optimizer_name(value: Any) -> str:
     from evomlp.optimizers import names
@@ -320,7 +358,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
                         "work per generation); never changes results"),
         "backend": Field("threading", choice("threading", "loky", "dask"),
                          "threads in this process, loky worker processes, or a dask.distributed cluster"),
-        "scheduler_address": Field(None, optional_string,
+        "scheduler_address": Field(None, scheduler_address,
                                    "backend dask: the scheduler to connect to (tcp://host:8786); null: a local "
                                    "cluster of n_jobs workers"),
         "progress": Field(True, boolean, "a progress bar and status lines on stderr"),
@@ -488,6 +526,19 @@ def _check_together(params: dict[str, dict[str, Any]], source: str) -> None:
         raise ParamsError(
             f"{source}: data.target: a CSV dataset ({show(data['dataset'])}) needs the name of its label column"
         )
+    if data["dataset"] in BUNDLED_DATASETS and data["target"] is not None:
+        raise ParamsError(
+            f"{source}: data.target: the bundled data set {data['dataset']!r} has its own target; expected null, "
+            f"got {show(data['target'])}"
+        )
+    budget, size = train["max_evaluations"], train["population_size"]
+    per_generation = 2 * size if 0 < train["minibatch_size"] else size  # the parents are scored again
+    if 0 < budget < size + per_generation:
+        raise ParamsError(
+            f"{source}: train.max_evaluations: {budget} is less than one generation (the initial population "
+            f"and one generation take {size + per_generation} evaluations at population_size {size}); "
+            f"expected 0 (no limit) or at least {size + per_generation}"
+        )
 
 
 def load_params(path: str | Path = "params.yaml", runtime_path: str | Path | None = None) -> dict[str, dict[str, Any]]:
@@ -513,11 +564,61 @@ def load_runtime(path: str | Path = RUNTIME_FILE) -> dict[str, Any]:
     return validate_section(RUNTIME, (_read_yaml(path) if path.exists() else None) or {}, str(path), prefix="")
 
 
+MAX_SETTINGS_BYTES = 1_000_000  # params.yaml is about 3 kB
+MAX_YAML_DEPTH = 20  # params.yaml nests 3 deep
+
+
+class _Refused(Exception):
+    """A YAML construct a settings file has no use for, and its line."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(reason)
+        self.line, self.reason = line, reason
+
+
+def _strict_loader():
+    """PyYAML's safe loader without aliases (an alias bomb expands to gigabytes), nesting deeper
+    than :data:`MAX_YAML_DEPTH`, or a key given twice in one mapping (PyYAML keeps the last)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent, index):
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent):
+                raise _Refused(event.start_mark.line + 1, f"an alias *{event.anchor}: write the value out")
+            self.depth += 1
+            try:
+                if self.depth > MAX_YAML_DEPTH:
+                    raise _Refused(event.start_mark.line + 1, f"nested deeper than {MAX_YAML_DEPTH} levels")
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def construct_mapping(self, node, deep=False):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: the base class says so
+                    continue
+                if first != key_node.start_mark.line + 1:
+                    raise _Refused(key_node.start_mark.line + 1, f"key {show(key)} given twice (first at line {first})")
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader
+
+
 def _read_yaml(path: Path) -> Any:
-    """The parsed YAML of ``path``; an unreadable or invalid file is a :class:`ParamsError`."""
+    """The parsed YAML of ``path``; an unreadable, invalid or refused file is a :class:`ParamsError`."""
     import yaml
 
     try:
+        if path.is_file() and path.stat().st_size > MAX_SETTINGS_BYTES:
+            raise ParamsError(f"{path}: {path.stat().st_size} bytes; a settings file of more than "
+                              f"{MAX_SETTINGS_BYTES} bytes is refused")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
@@ -527,7 +628,9 @@ def _read_yaml(path: Path) -> Any:
     except (OSError, ValueError) as error:
         raise ParamsError(f"{path}: cannot read ({getattr(error, 'strerror', None) or error})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a safe loader, stricter still
+    except _Refused as refused:
+        raise ParamsError(f"{path}: refused at line {refused.line}: {refused.reason}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

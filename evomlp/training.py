@@ -19,6 +19,7 @@ from evomlp import optimizers
 from evomlp.checkpoint import load_checkpoint, save_checkpoint
 from evomlp.evaluation import FitnessProblem, PopulationEvaluator
 from evomlp.network import MLPSpec, initial_population, initial_scales, per_weight
+from evomlp.resources import check_resources
 from evomlp.trainer import TrainConfig, Trainer, TrainerState, TrainResult
 
 
@@ -81,6 +82,8 @@ def train_network(
             f"{X_train.shape[0]} training rows, {train['dtype']}",
             file=sys.stderr,
         )
+    check_resources(spec, train, X_train.shape[0], optimizers.entry(train["optimizer"]).family == "es",
+                    runtime["progress"])  # before the first (P, D) or (D,) array
     rng = np.random.default_rng(train["seed"])
     bound = per_weight(spec, train["bounds"])
     lower, upper = -bound, bound

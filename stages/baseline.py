@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 from stages.common import METRICS, PARAMS, load_part, load_preprocessing, run_stage
-from stages.evaluate import write_test_outputs
+from stages.evaluate import evaluation_outputs, write_test_outputs
 
 from evomlp.params import load_params
 
@@ -55,12 +55,13 @@ def fit_baseline(
 
 def main() -> None:
     params = load_params(PARAMS)
+    outputs = evaluation_outputs(METRICS / "baseline.json", plots=False)
     model, baseline = params["model"], params["baseline"]
     preprocessing = load_preprocessing()
     task, classes = str(preprocessing["task"]), preprocessing["classes"]
     X_test, y_test = load_part("test")
     scores = fit_baseline(model, baseline, task, classes, load_part("train"), X_test)
-    metrics = write_test_outputs(METRICS / "baseline.json", task, y_test, scores, classes, plots=False)
+    metrics = write_test_outputs(outputs, METRICS / "baseline.json", task, y_test, scores, classes, plots=False)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
     print(f"baseline: scikit-learn MLP ({baseline['solver']}): {shown}")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from stages.common import PARAMS, run_stage
 
-from evomlp.artifacts import atomic_path
+from evomlp.artifacts import Outputs, atomic_path
 from evomlp.params import load_params
 
 CHECKED = Path("data/params-checked")
@@ -25,7 +25,7 @@ CHECKED = Path("data/params-checked")
 
 def main() -> None:
     load_params(PARAMS)
-    with atomic_path(CHECKED) as temporary:
+    with Outputs(CHECKED).written(), atomic_path(CHECKED) as temporary:
         temporary.write_text("params.yaml: valid\n")
 
 

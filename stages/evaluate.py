@@ -10,23 +10,34 @@ from __future__ import annotations
 
 from stages.common import METRICS, MODEL, PLOTS, load_part, run_stage
 
-from evomlp.artifacts import load_model, save_csv, save_json
+from evomlp.artifacts import Outputs, load_model, save_csv, save_json
 from evomlp.errors import EvomlpError
 from evomlp.metrics import plot_tables, task_metrics
 from evomlp.network import forward, output_probabilities
 
 
-def write_test_outputs(metrics_path, task, y, scores, classes, plots: bool) -> dict:
-    """Compute the task's metrics (and, if ``plots``, every chart's data) and write them."""
+PLOT_TABLES = ("roc", "confusion", "predictions")  # metrics/plots/<name>.csv, for every task
+
+
+def evaluation_outputs(metrics_path, plots: bool) -> Outputs:
+    """The outputs :func:`write_test_outputs` writes, checked writable."""
+    return Outputs(metrics_path, *([PLOTS / f"{name}.csv" for name in PLOT_TABLES] if plots else []))
+
+
+def write_test_outputs(outputs: Outputs, metrics_path, task, y, scores, classes, plots: bool) -> dict:
+    """Compute the task's metrics (and, if ``plots``, every chart's data) and write them, all or none."""
     metrics = task_metrics(task, y, scores, classes)
-    if plots:
-        for name, (columns, rows) in plot_tables(task, y, scores, classes).items():
+    tables = plot_tables(task, y, scores, classes) if plots else {}
+    assert set(tables) <= set(PLOT_TABLES)
+    with outputs.written():
+        for name, (columns, rows) in tables.items():
             save_csv(PLOTS / f"{name}.csv", list(columns), rows)
-    save_json(metrics_path, metrics)
+        save_json(metrics_path, metrics)
     return metrics
 
 
 def main() -> None:
+    outputs = evaluation_outputs(METRICS / "test.json", plots=True)
     spec, weights, classes, _ = load_model(MODEL)
     X_test, y_test = load_part("test")
     if X_test.shape[1] != spec.n_inputs:
@@ -35,7 +46,7 @@ def main() -> None:
             "(re-run the pipeline: dvc repro)"
         )
     scores = output_probabilities(spec, forward(spec, weights, X_test))
-    metrics = write_test_outputs(METRICS / "test.json", spec.task, y_test, scores, classes, plots=True)
+    metrics = write_test_outputs(outputs, METRICS / "test.json", spec.task, y_test, scores, classes, plots=True)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
     print(f"evaluate: {len(y_test)} test rows: {shown}")
 

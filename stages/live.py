@@ -8,12 +8,17 @@ Studio, when configured, that a step completed):
 - every ``runtime.live_every`` generations, the metrics of the run so far
   (:meth:`evomlp.trainer.Trainer.progress_metrics`: the model selected so far and the counts), with
   dvclive's ``step`` = the generation;
-- at the end, the stage's final metrics, with ``step`` = the last generation.
+- at the end, the stage's final metrics, with ``step`` = the last generation, written with the
+  stage's other outputs (all or nothing, :class:`evomlp.artifacts.Outputs`).
 
 Only values that a run with the same params reproduces reach the file: no timestamps, no timings,
 no ``plots`` (the per-generation curves are ``metrics/plots/history.csv``), so the final file is
 the same bytes whatever the machine, ``n_jobs`` or interruptions. Each write is atomic
 (:func:`evomlp.artifacts.save_json`), so a reader never sees half a file.
+
+A run that fails (an error, Ctrl-C) puts the file back as it was (:meth:`LiveMetrics.restore`);
+only a run killed outright (SIGKILL) leaves its progress there, beside the old model, and DVC
+reruns the stage then anyway (``dvc.lock`` was not updated).
 
 ``dvclive`` and the DVC repository it opens take about a second to load; the logger is made in a
 background thread while training starts, and waited for at its first use.
@@ -24,7 +29,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from evomlp.artifacts import save_json
+from evomlp.artifacts import atomic_path, save_json
 
 
 class LiveMetrics:
@@ -32,7 +37,9 @@ class LiveMetrics:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._previous = self.path.read_bytes() if self.path.is_file() else None  # for restore()
         self._live = None
+        self._ended = False  # the outputs are in place: nothing to restore
         self._failure: BaseException | None = None
         self._loader = threading.Thread(target=self._load, name="dvclive", daemon=True)
         self._loader.start()
@@ -65,6 +72,22 @@ class LiveMetrics:
         except BaseException as error:  # re-raised in the main thread at first use
             self._failure = error
 
+    @property
+    def path(self) -> Path:
+        return self.directory / "metrics.json"
+
+    def restore(self) -> None:
+        """Put back the file as it was before this run (a run that fails keeps its last good
+        outputs, this one included)."""
+        self._loader.join()
+        if self._ended:
+            return
+        if self._previous is None:
+            self.path.unlink(missing_ok=True)
+        else:
+            with atomic_path(self.path) as temporary:
+                temporary.write_bytes(self._previous)
+
     def _logger(self):
         self._loader.join()
         if self._failure is not None:
@@ -84,6 +107,12 @@ class LiveMetrics:
         self._live.next_step()
 
     def finish(self, step: int, metrics: dict) -> None:
-        """The final metrics, at the last generation ``step``."""
+        """Write the final metrics, at the last generation ``step`` (within the stage's
+        :meth:`evomlp.artifacts.Outputs.written`, so with its other outputs or not at all)."""
         self._write(step, metrics)
-        self._live.end()
+        self._live.make_summary()
+
+    def end(self) -> None:
+        """dvclive's end of the run, once the outputs are in place (it rewrites the same summary)."""
+        self._ended = True
+        self._logger().end()

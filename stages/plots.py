@@ -23,7 +23,7 @@ from pathlib import Path
 
 from stages.common import PLOTS, run_stage
 
-from evomlp.artifacts import atomic_path
+from evomlp.artifacts import Outputs, atomic_path, remove_output
 from evomlp.errors import EvomlpError
 
 IMAGES = PLOTS / "images"
@@ -248,20 +248,22 @@ def render(plots_dir: Path = PLOTS) -> dict[str, bytes]:
     return images
 
 
-def write_images(images: dict[str, bytes], folder: Path = IMAGES) -> None:
-    """Write ``images`` into ``folder`` (atomically each) and remove any other image there."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("*.png"):
-        if stale.name not in images:
-            stale.unlink()
-    for name, content in images.items():
-        with atomic_path(folder / name) as temporary:
-            temporary.write_bytes(content)
+def write_images(images: dict[str, bytes], folder: Path = IMAGES, outputs: Outputs | None = None) -> None:
+    """Write ``images`` into ``folder`` and remove any other image there, all or nothing."""
+    outputs = outputs or Outputs(folder)
+    with outputs.written():
+        for stale in folder.glob("*.png"):
+            if stale.name not in images:
+                remove_output(stale)
+        for name, content in images.items():
+            with atomic_path(folder / name) as temporary:
+                temporary.write_bytes(content)
 
 
 def main() -> None:
+    outputs = Outputs(IMAGES)
     images = render()
-    write_images(images)
+    write_images(images, IMAGES, outputs)
     print(f"plots: {len(images)} charts -> {IMAGES}/ ({', '.join(sorted(images))})")
 
 

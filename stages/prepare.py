@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from stages.common import PARAMS, PARTS, PREPARED, run_stage
 
-from evomlp.artifacts import save_npz
+from evomlp.artifacts import Outputs, save_npz
 from evomlp.data import BUNDLED, Preprocessor, encode_labels, infer_task, load_dataset, split_rows
 from evomlp.params import load_params
 
@@ -56,20 +56,23 @@ def prepare_data(data: dict) -> PreparedData:
 
 
 def main() -> None:
-    prepared = prepare_data(load_params(PARAMS)["data"])
+    data = load_params(PARAMS)["data"]
+    outputs = Outputs(PREPARED)
+    prepared = prepare_data(data)
     parts, task, classes, preprocessor = prepared.parts, prepared.task, prepared.classes, prepared.preprocessor
-    # Everything is computed before the first file is written.
-    for name, arrays in parts.items():
-        save_npz(PREPARED / f"{name}.npz", arrays)
-    save_npz(
-        PREPARED / "preprocessing.npz",
-        {
-            "task": np.array(task),
-            "classes": classes,
-            "feature_names": np.array(preprocessor.feature_names, dtype=str),
-            **preprocessor.to_arrays(),
-        },
-    )
+    # Everything is computed before the first file is written, and the files are renamed in together.
+    with outputs.written():
+        for name, arrays in parts.items():
+            save_npz(PREPARED / f"{name}.npz", arrays)
+        save_npz(
+            PREPARED / "preprocessing.npz",
+            {
+                "task": np.array(task),
+                "classes": classes,
+                "feature_names": np.array(preprocessor.feature_names, dtype=str),
+                **preprocessor.to_arrays(),
+            },
+        )
     sizes = ", ".join(f"{name} {len(parts[name]['rows'])}" for name in PARTS)
     n_rows = sum(len(part["rows"]) for part in parts.values())
     print(

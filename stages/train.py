@@ -33,7 +33,7 @@ from stages.common import (
 
 from stages.live import LiveMetrics
 
-from evomlp.artifacts import save_csv, save_model
+from evomlp.artifacts import Outputs, save_csv, save_model
 from evomlp.checkpoint import checkpoint_key
 from evomlp.params import BUNDLED_DATASETS, load_params
 from evomlp.trainer import HISTORY_COLUMNS, Trainer
@@ -42,6 +42,7 @@ from evomlp.training import train_network
 
 def main() -> None:
     params = load_params(PARAMS)
+    outputs = Outputs(MODEL, LIVE / "metrics.json", PLOTS / "history.csv")  # writable, before any work
     model, train, runtime = params["model"], params["train"], params["runtime"]
     preprocessing = load_preprocessing()
     task, classes = str(preprocessing["task"]), preprocessing["classes"]
@@ -52,10 +53,22 @@ def main() -> None:
     checkpoint_path = CHECKPOINTS / f"train-{key}.npz"
     started = time.perf_counter()
     live = LiveMetrics(LIVE)
-    trained = train_network(
-        model, train, optimizer_settings, runtime, task, classes, train_part, validation_part, checkpoint_path, key,
-        report=lambda state: live.update(state.optimizer.generation, Trainer.progress_metrics(state)),
-    )
+    try:
+        trained = train_network(
+            model, train, optimizer_settings, runtime, task, classes, train_part, validation_part, checkpoint_path,
+            key, report=lambda state: live.update(state.optimizer.generation, Trainer.progress_metrics(state)),
+        )
+        _finish(params, outputs, live, trained, preprocessing, started, checkpoint_path)
+    except BaseException:
+        live.restore()
+        raise
+
+
+def _finish(params, outputs, live, trained, preprocessing, started, checkpoint_path) -> None:
+    """The selected model's metrics, and every output, all or none."""
+    model, train, runtime = params["model"], params["train"], params["runtime"]
+    optimizer_settings = params["optimizer"][train["optimizer"]]
+    classes = preprocessing["classes"]
     spec, result, scoring, validation = trained.spec, trained.result, trained.scoring, trained.validation
     elapsed = time.perf_counter() - started
 
@@ -77,10 +90,12 @@ def main() -> None:
     preprocessing_arrays = {k: v for k, v in preprocessing.items() if k.startswith("pre_") or k == "feature_names"}
     data = params["data"]  # the name of the label column, as evomlp.data.load_dataset gives it
     target = "target" if data["dataset"] in BUNDLED_DATASETS or data["target"] is None else data["target"]
-    save_model(MODEL, spec, weights, classes, preprocessing_arrays, target=target,
-               training={"model": model, "train": train, "optimizer": optimizer_settings}, metrics=metrics)
-    live.finish(result.n_generations, metrics)
-    save_csv(PLOTS / "history.csv", list(HISTORY_COLUMNS), result.history)
+    with outputs.written():  # all three, or none
+        save_model(MODEL, spec, weights, classes, preprocessing_arrays, target=target,
+                   training={"model": model, "train": train, "optimizer": optimizer_settings}, metrics=metrics)
+        live.finish(result.n_generations, metrics)
+        save_csv(PLOTS / "history.csv", list(HISTORY_COLUMNS), result.history)
+    live.end()
     timing = {
         "seconds": elapsed,
         "evaluations_per_second": result.n_evaluations / max(elapsed, 1e-9),

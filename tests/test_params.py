@@ -132,13 +132,22 @@ BAD_VALUES = [
     ("runtime", "n_jobs", 1.5, "positive integer"),
     ("runtime", "backend", "spark", "'loky'"),
     ("runtime", "progress", 1, "true or false"),
-    ("runtime", "scheduler_address", "", "non-empty string or null"),
+    ("runtime", "scheduler_address", "", "dask scheduler address"),
+    ("runtime", "scheduler_address", "localhost:8786", "tcp://host:8786"),
 ]
 
 
 @pytest.mark.parametrize(("section", "key", "value", "expected"), BAD_VALUES)
 def test_a_bad_value_names_key_value_and_expectation(section, key, value, expected):
     assert_rejected(params_with(section, key, value), f"{section}.{key}: expected", f"got {show(value)}", expected)
+
+
+def test_a_target_for_a_bundled_set_and_a_budget_under_one_generation_are_refused():
+    assert_rejected({"data": {"target": "label"}}, "data.target: the bundled data set 'breast_cancer' has its own target")
+    assert_rejected({"train": {"max_evaluations": 99}}, "train.max_evaluations: 99 is less than one generation",
+                    "at least 100")
+    assert_rejected({"train": {"max_evaluations": 149, "minibatch_size": 10}}, "at least 150")
+    assert validate_params({"train": {"max_evaluations": 100}})["train"]["max_evaluations"] == 100
 
 
 @pytest.mark.parametrize(
@@ -329,6 +338,20 @@ def test_load_params_reads_and_validates(tmp_path):
         load_params(path)
 
 
+def test_an_alias_bomb_is_refused_at_once_and_show_never_formats_more_than_it_shows(tmp_path):
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]  # 9**10 leaves
+    path = tmp_path / "params.yaml"
+    path.write_text("\n".join(levels) + "\n")
+    with pytest.raises(ParamsError, match=r"refused at line 2: an alias \*a0"):
+        load_params(path)
+    shared = ["x" * 10] * 9
+    for _ in range(9):  # the same bomb built in memory: 9**10 strings reachable, a handful shown
+        shared = [shared] * 9
+    text = show(shared)
+    assert len(text) <= 80 and text.startswith("[[[[")
+
+
 def test_runtime_settings_come_from_runtime_yaml_beside_params_yaml(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("train:\n  population_size: 20\n")
@@ -373,7 +396,11 @@ def test_a_runtime_section_left_in_params_yaml_is_refused_with_where_it_goes(tmp
         (b"train: [unclosed\n", "not valid YAML at line"),
         (b"train:\n  population_size: 20\n \xff\xfe\n", "not UTF-8"),
         (b"train:\n  population_size: " + b"9" * 5000 + b"\n", "not valid YAML"),
-        (b"[" * 1200 + b"]" * 1200, "not valid YAML"),
+        (b"[" * 1200 + b"]" * 1200, "refused at line 1: nested deeper than 20 levels"),
+        (b"a: &x [1, 2]\nb: *x\n", "refused at line 2: an alias *x"),
+        (b"train:\n  population_size: 20\n  seed: 1\n  population_size: 30\n",
+         "refused at line 4: key 'population_size' given twice (first at line 2)"),
+        (b"# " + b"x" * 1_000_001 + b"\n", "a settings file of more than 1000000 bytes is refused"),
         (b"- 1\n- 2\n", "expected a mapping of sections"),
     ],
 )

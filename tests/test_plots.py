@@ -19,7 +19,7 @@ from evomlp.artifacts import save_csv
 from evomlp.metrics import CONFUSION_COLUMNS, PREDICTION_COLUMNS, ROC_COLUMNS
 from evomlp.trainer import HISTORY_COLUMNS
 from stages import plots
-from stages.evaluate import write_test_outputs
+from stages.evaluate import evaluation_outputs, write_test_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -57,7 +57,8 @@ def chart_data(directory: Path, task: str, monkeypatch, n: int = 40) -> dict:
         logits = rng.normal(size=(n, 3)) + 2.0 * np.eye(3)[y]
         scores = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         classes = np.array(["setosa", "versicolor", "virginica"])
-    write_test_outputs(Path("metrics/test.json"), task, y, scores, classes, plots=True)
+    write_test_outputs(evaluation_outputs(Path("metrics/test.json"), plots=True), Path("metrics/test.json"), task, y, scores,
+                       classes, plots=True)
     return {"y": y, "scores": scores, "classes": classes}
 
 
