@@ -185,6 +185,10 @@ def load_npz(path: str | Path, required: tuple[str, ...] = (), what: str = "file
             arrays = {name: archive[name] for name in archive.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "pickle" in reason:  # numpy's advice to load it unsafely is no advice for a data file
+            with open(path, "rb") as head:
+                zipped = head.read(4) == b"PK\x03\x04"
+            reason = "pickled data, never loaded" if zipped else "not a zip archive: not a .npz file at all"
         raise EvomlpError(f"{path}: not a readable .npz {what} ({reason})") from None
     missing = [name for name in required if name not in arrays]
     if missing:

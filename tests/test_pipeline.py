@@ -309,3 +309,44 @@ def test_each_optimizer_owns_its_settings_in_the_pipeline(repo: Path) -> None:
         dvc("repro", "-f", "train", cwd=repo)
         assert (repo / "models/model.npz").read_bytes() == de_model, runtime
         assert (repo / "dvc.lock").read_text() == lock
+
+
+def output_hashes(repo: Path) -> dict[str, str]:
+    import hashlib
+
+    return {path.relative_to(repo).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for folder in ("models", "metrics", "data/prepared") for path in sorted((repo / folder).rglob("*"))
+            if path.is_file()}
+
+
+BAD_EDITS = [  # (file, text to append or a (old, new) replacement, what the one line must name)
+    ("params.yaml", ("population_size: 20", "population_size: fifty"), "train.population_size"),
+    ("params.yaml", ("population_size: 20", "populaton_size: 20"), "did you mean 'population_size'"),
+    ("params.yaml", ("population_size: 20", "population_size: 20.0"), "train.population_size"),
+    ("params.yaml", "trian:\n  seed: 1\n", "unknown section trian"),
+    # DVC reads params.yaml itself before any stage: its own (multi-line) error, outputs kept all the same
+    ("params.yaml", ("population_size: 20", "population_size: 20\n  population_size: 30"), "DVC: found duplicate key"),
+    ("params.yaml", "x: &a [1]\ny: *a\n", "an alias *a"),
+    ("runtime.yaml", "n_job: 2\n", "runtime.yaml: n_job: unknown key"),
+]
+
+
+@pytest.mark.parametrize("file, edit, named", BAD_EDITS, ids=[named for _, _, named in BAD_EDITS])
+def test_an_invalid_edit_fails_dvc_repro_in_one_line_and_keeps_every_output(repo: Path, file, edit, named) -> None:
+    dvc("repro", cwd=repo)
+    before = output_hashes(repo)
+    path = repo / file
+    text = path.read_text() if path.exists() else ""
+    path.write_text(text.replace(*edit, 1) if isinstance(edit, tuple) else text + edit)
+    assert path.read_text() != text
+    if file == "runtime.yaml":  # no stage depends on it: it is checked whenever anything reruns
+        set_params(repo, {"train": {"seed": 1}})
+    failed = run([sys.executable, "-m", "dvc", "repro"], repo, check=False)
+    assert failed.returncode != 0
+    errors = [line for line in (failed.stdout + failed.stderr).splitlines() if line.startswith("error: ")]
+    if named.startswith("DVC: "):
+        assert named[5:] in failed.stdout + failed.stderr and not errors
+    else:
+        assert len(errors) == 1 and named in errors[0], failed.stdout + failed.stderr
+    assert "Traceback" not in failed.stdout + failed.stderr
+    assert output_hashes(repo) == before
