@@ -3,6 +3,7 @@ exactly one stderr line ``error: <key or file>: ...``, no traceback, and nothing
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from evomlp.artifacts import load_npz
 from evomlp.params import BUNDLED_DATASETS, SCHEMA, ParamsError, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,18 +30,36 @@ def make_project(where: Path) -> Path:
     return where
 
 
-def run_prepare(project: Path, params: str, files: dict[str, str | bytes] | None = None):
-    """Write params.yaml (and data files), clear data/prepared, run the stage; its CompletedProcess."""
-    shutil.rmtree(project / "data", ignore_errors=True)
-    (project / "params.yaml").write_text(params, encoding="utf-8")
+DIRECTORY, FIFO = "<a directory>", "<a FIFO>"  # data files that are no files
+
+
+def run_stage(project: Path, stage: str = "prepare", params: str | None = None,
+              files: dict[str, str | bytes] | None = None):
+    """Write params.yaml (if given) and data files (content, DIRECTORY or FIFO), run ``python -m
+    stages.<stage>`` in ``project``, leaving every earlier output in place; its CompletedProcess."""
+    if params is not None:
+        (project / "params.yaml").write_text(params, encoding="utf-8")
     for name, content in (files or {}).items():
         path = project / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+        if path.is_file():
+            path.unlink()
+        if content == DIRECTORY:
+            path.mkdir()
+        elif content == FIFO:
+            os.mkfifo(path)
+        else:
+            path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
     env = {**os.environ, "PYTHONPATH": str(project)}
-    return subprocess.run(
-        [sys.executable, "-m", "stages.prepare"], cwd=project, env=env, capture_output=True, text=True, timeout=120
+    return subprocess.run(  # the timeout only stops a stage that would hang (one that opened the FIFO)
+        [sys.executable, "-m", f"stages.{stage}"], cwd=project, env=env, capture_output=True, text=True, timeout=120
     )
+
+
+def run_prepare(project: Path, params: str, files: dict[str, str | bytes] | None = None):
+    """Write params.yaml (and data files), clear data/prepared, run the stage; its CompletedProcess."""
+    shutil.rmtree(project / "data", ignore_errors=True)
+    return run_stage(project, "prepare", params, files)
 
 
 def prepared_files(project: Path) -> list[Path]:
@@ -47,7 +67,9 @@ def prepared_files(project: Path) -> list[Path]:
     return sorted(prepared.rglob("*")) if prepared.exists() else []
 
 
-def assert_one_line_error(result, project: Path, *names: str) -> str:
+def assert_one_line_error(result, project: Path | None, *names: str) -> str:
+    """Exit code 2, one stderr line ``error: ...`` holding every one of ``names``, no traceback,
+    nothing on stdout, and (given ``project``) nothing under its data/prepared."""
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr
     assert result.stderr.endswith("\n")
@@ -57,8 +79,19 @@ def assert_one_line_error(result, project: Path, *names: str) -> str:
     for name in names:
         assert name in lines[0], (name, lines[0])
     assert result.stdout == ""
-    assert prepared_files(project) == []
+    if project is not None:
+        assert prepared_files(project) == []
     return lines[0]
+
+
+def hashes(project: Path, *folders: str) -> dict[str, str]:
+    """SHA-256 of every file under ``folders`` of ``project``, by relative path."""
+    found = {}
+    for folder in folders:
+        for path in sorted((project / folder).rglob("*")):
+            if path.is_file():
+                found[path.relative_to(project).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
 
 
 def csv_params(target: str = "label", **data) -> str:
@@ -188,3 +221,141 @@ def test_random_params_files_keep_the_error_contract(fuzz_project, raw):
         assert [path.name for path in prepared_files(fuzz_project)] == sorted(PARTS)
     else:  # a random string as data.dataset: no such file
         assert_one_line_error(result, fuzz_project, "not found")
+
+
+# ---------------------------------------------------------------------------------------------
+# Real-world CSV files through the prepare stage, with the last good outputs in place: a failure
+# leaves them byte-identical; the option each error names makes the file work.
+
+PREPARED_DIR = "data/prepared"
+
+
+def stray_text_csv() -> str:
+    """GOOD_CSV with the text 'oops' in numeric column b on data row 18 (line 19 of the file)."""
+    lines = GOOD_CSV.splitlines()
+    fields = lines[18].split(",")
+    lines[18] = ",".join([fields[0], "oops", *fields[2:]])
+    return "\n".join(lines) + "\n"
+
+
+def with_comments(text: str) -> str:
+    lines = text.splitlines()
+    return "\n".join(["# exported by hand, 2024-05-01", *lines[:6], "# the rest", *lines[6:]]) + "\n"
+
+
+_GOOD_LINES = GOOD_CSV.splitlines()
+ID_CSV = "\n".join([f"id,{_GOOD_LINES[0]}", *(f"row-{i}-id,{line}" for i, line in enumerate(_GOOD_LINES[1:]))]) + "\n"
+COUNTS_CSV = "a,count\n" + "".join(f"{i},{i if i < 14 else i % 3}\n" for i in range(40))
+CITIES_CSV = "city,a,label\n" + "".join(f"c{i},{i % 7},{'xy'[i % 2]}\n" for i in range(100_000))
+
+# name: (params.yaml, data files, strings the error line must hold)
+CSV_FAILURES = {
+    "semicolons split at commas": (
+        csv_params(delimiter=","), {"raw/data.csv": GOOD_CSV.replace(",", ";")},
+        ["raw/data.csv", "single field", "data.delimiter", "';'"],
+    ),
+    "a comment line": (csv_params(), {"raw/data.csv": with_comments(GOOD_CSV)}, ["raw/data.csv", "data.comment: '#'"]),
+    "unlabeled rows": (
+        csv_params(), {"raw/data.csv": GOOD_CSV + "5,1.5,red,\n"},
+        ["raw/data.csv", "'label'", "line 32", "data.drop_missing_target: true"],
+    ),
+    "a stray text cell in a numeric column": (
+        csv_params(), {"raw/data.csv": stray_text_csv()},
+        ["raw/data.csv", "'b'", "line 19", "'oops'", "data.coerce_numeric: true"],
+    ),
+    "100,000 categories in a column": (
+        csv_params(), {"raw/data.csv": CITIES_CSV},
+        ["raw/data.csv", "'city'", "100000 distinct", "data.max_categories (100)", "data.drop_columns"],
+    ),
+    "an unknown column to drop": (
+        csv_params(drop_columns=["colur"]), {"raw/data.csv": GOOD_CSV},
+        ["raw/data.csv", "data.drop_columns", "'colur'", "did you mean 'colour'"],
+    ),
+    "a directory": (csv_params(), {"raw/data.csv": DIRECTORY}, ["raw/data.csv", "is a directory"]),
+    "a FIFO": (csv_params(), {"raw/data.csv": FIFO}, ["raw/data.csv", "is a FIFO"]),
+    "whole-number counts split as classes": (
+        csv_params("count"), {"raw/data.csv": COUNTS_CSV}, ["raw/data.csv", "'count'", "data.task: regression"]
+    ),
+    "an unknown delimiter": (csv_params(delimiter="|"), {"raw/data.csv": GOOD_CSV}, ["params.yaml: data.delimiter", "'|'"]),
+    "a comment of two characters": (csv_params(comment="//"), {"raw/data.csv": GOOD_CSV}, ["params.yaml: data.comment"]),
+    "max_categories 0": (csv_params(max_categories=0), {"raw/data.csv": GOOD_CSV}, ["params.yaml: data.max_categories"]),
+    "the label column dropped": (
+        csv_params(drop_columns=["label"]), {"raw/data.csv": GOOD_CSV}, ["params.yaml: data.drop_columns", "data.target"]
+    ),
+}
+
+# name: (params.yaml, data files, stdout fragment, stderr fragments, outputs the same bytes as GOOD_CSV's)
+CSV_SUCCESSES = {
+    "semicolons": (csv_params(), {"raw/data.csv": GOOD_CSV.replace(",", ";")}, "fields separated by ';'", [], True),
+    "tabs": (csv_params(), {"raw/data.csv": GOOD_CSV.replace(",", "\t")}, "fields separated by tab", [], True),
+    "spaces": (csv_params(), {"raw/data.csv": GOOD_CSV.replace(",", " ")}, "fields separated by space", [], True),
+    "tabs set by data.delimiter": (
+        csv_params(delimiter="tab"), {"raw/data.csv": GOOD_CSV.replace(",", "\t")}, "fields separated by tab", [], True
+    ),
+    "comment lines skipped": (csv_params(comment="#"), {"raw/data.csv": with_comments(GOOD_CSV)}, "30 rows", [], True),
+    "unlabeled rows dropped": (
+        csv_params(drop_missing_target=True), {"raw/data.csv": GOOD_CSV + "5,1.5,red,\n6,2.5,blue,\n"}, "30 rows",
+        ["prepare: raw/data.csv: dropped 2 of 32 rows without a label in column 'label'"], True,
+    ),
+    "an ID column dropped": (csv_params(drop_columns=["id"]), {"raw/data.csv": ID_CSV}, "30 rows", [], True),
+    "an ID column warned about": (
+        csv_params(), {"raw/data.csv": ID_CSV}, "30 rows", ["warning: raw/data.csv: column 'id' has 30 distinct"], False
+    ),
+    "a stray text cell coerced and imputed": (
+        csv_params(coerce_numeric=True, impute="median"), {"raw/data.csv": stray_text_csv()}, "30 rows", [], False
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def csv_results(tmp_path_factory):
+    """The good CSV prepared once; then every case of CSV_FAILURES and CSV_SUCCESSES in a copy of
+    that project, its outputs in place, two processes at a time. ``(good hashes, {name: (project,
+    result, hashes after)})``."""
+    base = tmp_path_factory.mktemp("csv")
+    good = make_project(base / "good")
+    assert run_prepare(good, csv_params(), {"raw/data.csv": GOOD_CSV}).returncode == 0
+    before = hashes(good, PREPARED_DIR)
+    cases = {**CSV_FAILURES, **CSV_SUCCESSES}
+
+    def run(item):
+        index, name = item
+        project = base / f"case{index}"
+        shutil.copytree(good, project)
+        params, files = cases[name][:2]
+        result = run_stage(project, "prepare", params, files)
+        return name, (project, result, hashes(project, PREPARED_DIR))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return before, dict(pool.map(run, enumerate(cases)))
+
+
+@pytest.mark.parametrize("case", sorted(CSV_FAILURES))
+def test_a_bad_csv_gives_one_error_line_and_keeps_the_last_good_outputs(csv_results, case):
+    before, results = csv_results
+    project, result, after = results[case]
+    assert_one_line_error(result, None, *CSV_FAILURES[case][2])
+    assert after == before
+
+
+@pytest.mark.parametrize("case", sorted(CSV_SUCCESSES))
+def test_a_real_world_csv_works_with_the_option_its_error_names(csv_results, case):
+    before, results = csv_results
+    project, result, after = results[case]
+    _, _, shown, notes, same = CSV_SUCCESSES[case]
+    assert result.returncode == 0, result.stderr
+    assert shown in result.stdout and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert all(line.startswith(("warning: raw/data.csv: ", "prepare: raw/data.csv: ")) for line in lines), lines
+    for note in notes:
+        assert any(line.startswith(note) for line in lines), (note, lines)
+    assert sorted(after) == sorted(before)
+    if same:  # the same rows and columns as the comma-separated GOOD_CSV: the same bytes
+        assert after == before
+    good_names = load_npz(project.parent / "good" / PREPARED_DIR / "preprocessing.npz")["feature_names"]
+    names = load_npz(project / PREPARED_DIR / "preprocessing.npz")["feature_names"]
+    if case == "an ID column warned about":  # warned, and (no option says otherwise) one-hot encoded:
+        training_rows = len(load_npz(project / PREPARED_DIR / "train.npz")["rows"])  # one ID each
+        assert len(names) == len(good_names) + training_rows
+    else:  # a coerced column stays one numeric input: never one-hot encoded
+        assert names.tolist() == good_names.tolist()
