@@ -11,12 +11,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evomlp.artifacts import load_npz
+from evomlp.artifacts import load_npz, save_npz
 from evomlp.params import BUNDLED_DATASETS, SCHEMA, ParamsError, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -359,3 +360,104 @@ def test_a_real_world_csv_works_with_the_option_its_error_names(csv_results, cas
         assert len(names) == len(good_names) + training_rows
     else:  # a coerced column stays one numeric input: never one-hot encoded
         assert names.tolist() == good_names.tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# Prepared data and model files are checked when a stage loads them: each problem is one line
+# naming the file, exit code 2, and no output changes
+
+TINY = {
+    "model": {"hidden_layers": [4], "activations": ["tanh"]},
+    "train": {"population_size": 8, "max_generations": 5},
+    "runtime": {"progress": False},
+}
+OUTPUT_DIRS = (PREPARED_DIR, "models", "metrics")
+
+
+def edit_npz(path: Path, change) -> None:
+    arrays = load_npz(path)
+    change(arrays)
+    save_npz(path, arrays)
+
+
+def put(name, index, value):
+    def change(arrays):
+        arrays[name] = arrays[name].astype(type(value) if isinstance(value, float) else arrays[name].dtype)
+        arrays[name][index] = value
+    return change
+
+
+def replace(name, make):
+    def change(arrays):
+        arrays[name] = make(arrays[name])
+    return change
+
+
+def as_regression(arrays):
+    arrays["task"], arrays["classes"] = np.array("regression"), np.array([], dtype=str)
+
+
+# name: (stage, {file: its change}, strings the error line must hold)
+TAMPERED = {
+    "NaN in the test features": ("evaluate", {"data/prepared/test.npz": put("X", (3, 2), np.nan)},
+                                 ["data/prepared/test.npz", "X has 1 NaN or infinite", "[3, 2]"]),
+    "a test label outside the classes": ("evaluate", {"data/prepared/test.npz": put("y", 5, 2)},
+                                         ["data/prepared/test.npz", "outside the 2 classes", "row 5"]),
+    "fewer test labels than rows": ("evaluate", {"data/prepared/test.npz": replace("y", lambda y: y[:-1])},
+                                    ["data/prepared/test.npz", "one label per row"]),
+    "a test feature column missing": ("evaluate", {"data/prepared/test.npz": replace("X", lambda X: X[:, :-1])},
+                                      ["data/prepared/test.npz", "30 columns", "preprocessing.npz"]),
+    "NaN in the model's scaling": ("evaluate", {"models/model.npz": put("pre_mean", 0, np.nan)},
+                                   ["models/model.npz", "pre_mean"]),
+    "a model of other classes": ("evaluate", {"models/model.npz":
+                                 replace("classes", lambda c: np.array(["no", "yes"]))},
+                                 ["models/model.npz", "['no', 'yes']", "preprocessing.npz"]),
+    "inf in the training features": ("train", {"data/prepared/train.npz": put("X", (0, 0), np.inf)},
+                                     ["data/prepared/train.npz", "NaN or infinite"]),
+    "a negative training label": ("train", {"data/prepared/train.npz": put("y", 0, -1)},
+                                  ["data/prepared/train.npz", "outside the 2 classes"]),
+    "float training labels": ("baseline", {"data/prepared/train.npz": replace("y", lambda y: y.astype(float))},
+                              ["data/prepared/train.npz", "class indices"]),
+    "an extra validation column": ("train", {"data/prepared/validation.npz":
+                                   replace("X", lambda X: np.hstack([X, X[:, :1]]))},
+                                   ["data/prepared/validation.npz", "30 columns"]),
+    "three classes for a binary task": ("train", {"data/prepared/preprocessing.npz":
+                                        replace("classes", lambda c: np.array(["0", "1", "2"]))},
+                                        ["data/prepared/preprocessing.npz", "3 class labels", "binary"]),
+    "NaN in a regression target": ("train", {"data/prepared/preprocessing.npz": as_regression,
+                                             "data/prepared/train.npz": put("y", 4, np.nan)},
+                                   ["data/prepared/train.npz", "y has", "NaN"]),
+}
+
+
+@pytest.fixture(scope="module")
+def tampered_results(tmp_path_factory):
+    """prepare, train and evaluate once on a tiny budget; then each case of TAMPERED in a copy:
+    the files edited, the stage run. ``{name: (result, hashes before the stage, hashes after)}``."""
+    base = tmp_path_factory.mktemp("tampered")
+    good = make_project(base / "good")
+    (good / "params.yaml").write_text(yaml.safe_dump(TINY))
+    for stage in ("prepare", "train", "evaluate"):
+        result = run_stage(good, stage)
+        assert result.returncode == 0, result.stderr
+
+    def run(item):
+        index, name = item
+        stage, edits, _ = TAMPERED[name]
+        project = base / f"case{index}"
+        shutil.copytree(good, project)
+        for edited, change in edits.items():
+            edit_npz(project / edited, change)
+        before = hashes(project, *OUTPUT_DIRS)
+        result = run_stage(project, stage)
+        return name, (result, before, hashes(project, *OUTPUT_DIRS))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(run, enumerate(TAMPERED)))
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_a_bad_prepared_or_model_file_gives_one_error_line_naming_it(tampered_results, case):
+    result, before, after = tampered_results[case]
+    assert_one_line_error(result, None, *TAMPERED[case][2])
+    assert after == before and any(path.startswith("models/") for path in before)
