@@ -196,6 +196,31 @@ def load_npz(path: str | Path, required: tuple[str, ...] = (), what: str = "file
     return arrays
 
 
+def show_array(array: np.ndarray) -> str:
+    """A short description of ``array`` for messages: its value if it is a scalar, else dtype and shape."""
+    if array.ndim == 0:
+        text = repr(array.item())
+        return text if len(text) <= 60 else text[:57] + "..."
+    return f"a {array.dtype} array of shape {array.shape}"
+
+
+def check_numbers(path: str | Path, name: str, array: np.ndarray, shape: tuple, expected: str) -> None:
+    """Array ``name`` of file ``path`` is real numbers of ``shape``, all finite; else one line
+    naming the file, the array, the first bad entry and ``expected`` (what the shape should be)."""
+    if array.dtype.kind not in "fiu" or array.shape != tuple(shape):
+        raise EvomlpError(
+            f"{path}: {name} is {show_array(array)}; expected numbers of shape {tuple(shape)} ({expected})"
+        )
+    bad = ~np.isfinite(array)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        index = ", ".join(map(str, where))
+        raise EvomlpError(
+            f"{path}: {name} has {int(bad.sum())} NaN or infinite value(s) (first {array[where]!r} at "
+            f"[{index}]); expected finite numbers"
+        )
+
+
 def _json_safe(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
@@ -325,4 +350,15 @@ def load_model(path: str | Path):
     expected_classes = {"binary": 2, "multiclass": spec.n_outputs, "regression": 0}[spec.task]
     if classes.shape[0] != expected_classes:
         raise EvomlpError(f"{path}: expected {expected_classes} class labels for a {spec.task} model, got {classes.shape[0]}")
+    if len(set(classes.tolist())) != len(classes):
+        raise EvomlpError(f"{path}: repeated class labels {classes.tolist()}; expected each once")
+    # the preprocessing the model carries (written by the train stage) feeds its inputs
+    if "feature_names" in arrays and np.atleast_1d(arrays["feature_names"]).shape != (spec.n_inputs,):
+        raise EvomlpError(
+            f"{path}: {np.atleast_1d(arrays['feature_names']).shape[0]} feature names for a network of "
+            f"{spec.n_inputs} inputs; expected one per input"
+        )
+    for name in ("pre_mean", "pre_scale"):
+        if name in arrays:
+            check_numbers(path, name, arrays[name], (spec.n_inputs,), "one per network input")
     return spec, weights, classes, arrays

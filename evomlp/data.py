@@ -11,10 +11,13 @@ It is stored as plain arrays, so a model file carries its preprocessing without 
 
 from __future__ import annotations
 
+import csv
+import difflib
 import io
 import math
+import stat
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,32 +31,97 @@ MAX_CLASSES_FOR_AUTO = 20
 
 @dataclass
 class Dataset:
-    """Raw features (a DataFrame, columns named), labels and where they came from."""
+    """Raw features (a DataFrame, columns named), labels and where they came from.
+
+    ``notes`` are the lines a stage shows on stderr once its work has succeeded (rows dropped,
+    columns that look like identifiers); ``delimiter`` is the field separator of a CSV file."""
 
     features: pd.DataFrame
     target: pd.Series
     source: str
     target_name: str
+    notes: list[str] = field(default_factory=list)
+    delimiter: str | None = None
 
 
-def load_dataset(name: str, target: str | None = None) -> Dataset:
+MAX_CATEGORIES = 100
+# data.delimiter: its values and the separator each stands for (a literal tab or space works too)
+DELIMITERS = {",": ",", ";": ";", "tab": "\t", "\t": "\t", "space": " ", " ": " "}
+_DETECTED = (",", ";", "\t", " ")  # in this order of preference when several fit equally well
+_SAMPLE_RECORDS = 50  # records (the header first) the delimiter is detected on
+UNIQUE_MIN_ROWS = 20  # fewer rows than this: no identifier warning
+UNIQUE_SHARE = 0.95  # a text column with at least this share of distinct values is unique per row
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How a CSV file is read and cleaned (the ``data`` params beyond dataset, target and split).
+
+    - ``delimiter``: ``auto`` (detected among ``,`` ``;`` tab and space) or a key of :data:`DELIMITERS`.
+    - ``comment``: lines whose first non-blank character is this one are skipped.
+    - ``drop_missing_target``: rows without a label are dropped (a note says how many), not an error.
+    - ``coerce_numeric``: in a numeric column (more than half of its non-empty cells are numbers),
+      the text cells become missing values instead of an error.
+    - ``drop_columns``: removed before anything else (for a bundled dataset too).
+    - ``max_categories``: a text feature column with more distinct values is an error.
+    """
+
+    delimiter: str = "auto"
+    comment: str | None = None
+    drop_missing_target: bool = False
+    coerce_numeric: bool = False
+    drop_columns: tuple[str, ...] = ()
+    max_categories: int = MAX_CATEGORIES
+
+    @classmethod
+    def from_params(cls, data: dict) -> "DataOptions":
+        """The options of a validated ``data`` params section."""
+        return cls(
+            delimiter=data["delimiter"],
+            comment=data["comment"],
+            drop_missing_target=data["drop_missing_target"],
+            coerce_numeric=data["coerce_numeric"],
+            drop_columns=tuple(data["drop_columns"]),
+            max_categories=data["max_categories"],
+        )
+
+
+def load_dataset(name: str, target: str | None = None, options: DataOptions | None = None) -> Dataset:
     """A bundled scikit-learn dataset by name, or a CSV file by path with ``target`` as label column."""
+    options = options or DataOptions()
     if name in BUNDLED:
         from sklearn import datasets
 
         loader = getattr(datasets, f"load_{name}")
         bunch = loader(as_frame=True)
-        return Dataset(bunch.data, bunch.target, name, "target")
-    return _load_csv(Path(name), target)
+        features = _drop_columns(bunch.data, options.drop_columns, name, None)
+        return Dataset(features, bunch.target, name, "target")
+    return _load_csv(Path(name), target, options)
 
 
-def _load_csv(path: Path, target: str | None) -> Dataset:
-    """Read and check a CSV file; every problem is one line naming the file (and the column)."""
+def _check_file(path: Path) -> None:
+    """A regular file, or an error saying what ``path`` is instead (a FIFO is never opened)."""
     try:
-        if not path.is_file():
-            raise EvomlpError(
-                f"{path}: data file not found (data.dataset is neither a bundled set {list(BUNDLED)} nor a file)"
-            )
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as error:
+        raise EvomlpError(f"{path}: cannot read the data file ({error.strerror or error})") from None
+    if mode is None:
+        raise EvomlpError(
+            f"{path}: data file not found (data.dataset is neither a bundled set {list(BUNDLED)} nor a file)"
+        )
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    for test, kind in kinds:
+        if test(mode):
+            raise EvomlpError(f"{path}: is {kind}, not a file; data.dataset must name a CSV file or a bundled set")
+
+
+def _load_csv(path: Path, target: str | None, options: DataOptions) -> Dataset:
+    """Read and check a CSV file; every problem is one line naming the file (and the column)."""
+    _check_file(path)
+    try:
         raw = path.read_bytes()
     except OSError as error:
         raise EvomlpError(f"{path}: cannot read the data file ({error.strerror or error})") from None
@@ -64,14 +132,22 @@ def _load_csv(path: Path, target: str | None) -> Dataset:
         raise EvomlpError(
             f"{path}: not UTF-8 text (byte {raw[error.start]:#04x} on line {line}); save the file as UTF-8"
         ) from None
+    if options.comment is not None:
+        text = _blank_comment_lines(text, options.comment)
     if not text.strip():
         raise EvomlpError(f"{path}: the file is empty; expected a header line and data rows")
+    separator = _separator(path, text, options)
+    pandas_separator = r"\s+" if separator == " " else separator
     try:
-        header = pd.read_csv(io.StringIO(text), header=None, nrows=1, dtype=str, keep_default_na=False)
-        frame = pd.read_csv(io.StringIO(text), low_memory=False)
+        header = pd.read_csv(io.StringIO(text), sep=pandas_separator, header=None, nrows=1, dtype=str,
+                             keep_default_na=False)
+        frame = pd.read_csv(io.StringIO(text), sep=pandas_separator, low_memory=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
         reason = " ".join(str(error).split()) or type(error).__name__
-        raise EvomlpError(f"{path}: not a readable CSV file ({reason})") from None
+        how = "detected; set data.delimiter if wrong" if options.delimiter == "auto" else "data.delimiter"
+        raise EvomlpError(
+            f"{path}: not a readable CSV file ({reason}); fields split at {separator_name(separator)} ({how})"
+        ) from None
     if not frame.index.equals(pd.RangeIndex(len(frame))):
         # pandas takes the first field(s) as an index when the rows have more fields than the header
         raise EvomlpError(
@@ -83,19 +159,18 @@ def _load_csv(path: Path, target: str | None) -> Dataset:
     duplicates = sorted(name for name, count in Counter(names).items() if count > 1 and name.strip())
     if duplicates:
         raise EvomlpError(f"{path}: duplicate column name(s) {duplicates}; expected unique names")
+    frame = _drop_columns(frame, options.drop_columns, str(path), target)
     if target is None:
         raise EvomlpError(f"{path}: data.target must name the label column; columns are {_columns(frame)}")
     if target not in frame.columns:
         raise EvomlpError(f"{path}: no column {target!r} (data.target); columns are {_columns(frame)}")
     if len(frame) == 0:
         raise EvomlpError(f"{path}: no data rows, only a header; expected at least one row per class")
+    lines = _RowLines(text, separator, len(frame))
+    notes: list[str] = []
+    frame[target] = _numeric_or_text(frame[target], path, lines, options.coerce_numeric, " (data.target)")
+    frame = _labelled_rows(frame, target, path, lines, options.drop_missing_target, notes)
     labels = frame[target].copy()
-    missing = int(labels.isna().sum())
-    if missing:
-        raise EvomlpError(
-            f"{path}: column {target!r} (data.target) has {missing} row(s) without a label "
-            f"(first on data row {int(np.flatnonzero(labels.isna().to_numpy())[0]) + 1}); expected a label in every row"
-        )
     if labels.nunique() < 2:
         raise EvomlpError(
             f"{path}: column {target!r} (data.target) has a single value {labels.iloc[0]!r} in all "
@@ -108,15 +183,209 @@ def _load_csv(path: Path, target: str | None) -> Dataset:
         values = features[column]
         if values.isna().all():
             raise EvomlpError(f"{path}: column {str(column)!r} is empty in all {len(values)} rows; remove it")
+        values = features[column] = _numeric_or_text(values, path, lines, options.coerce_numeric)
         if _is_numeric(values):
             infinite = int(np.isinf(values.to_numpy(dtype=float)).sum())
             if infinite:
                 raise EvomlpError(
                     f"{path}: column {str(column)!r} has {infinite} infinite value(s); expected finite numbers"
                 )
+        _check_categories(values, path, options.max_categories, notes)
     source = str(path)
+    features = features.reset_index(drop=True)
+    labels = labels.reset_index(drop=True)
     labels.attrs["source"] = source
-    return Dataset(features, labels, source, target)
+    return Dataset(features, labels, source, target, notes, separator)
+
+
+def _blank_comment_lines(text: str, comment: str) -> str:
+    """``text`` with every line whose first non-blank character is ``comment`` emptied (blank lines
+    are skipped when read, and the line numbers stay those of the file)."""
+    return "\n".join("" if line.lstrip(" \t").startswith(comment) else line for line in text.split("\n"))
+
+
+def _records(text: str, separator: str, limit: int | None = None) -> list[tuple[int, list[str]]]:
+    """``(line, fields)`` of each non-blank record of ``text`` split at ``separator`` (the first
+    ``limit``); ``line`` is the 1-based line it starts on. Space: runs of spaces separate fields."""
+    source = io.StringIO(text)
+    if separator == " ":
+        source = (line.rstrip("\r\n").strip(" ") + "\n" for line in source)
+    reader = csv.reader(source, delimiter=separator, skipinitialspace=separator == " ")
+    records: list[tuple[int, list[str]]] = []
+    line = 1
+    try:
+        for record in reader:
+            if len(record) > 1 or (record and record[0].strip()):  # pandas skips blank lines only
+                records.append((line, record))
+                if limit is not None and len(records) == limit:
+                    break
+            line = reader.line_num + 1
+    except csv.Error:
+        pass  # what pandas makes of it decides; the records so far are all a sample needs
+    return records
+
+
+def _fit(text: str, separator: str) -> tuple[int, float]:
+    """``(fields of the header, share of the next records with as many)`` when split at ``separator``."""
+    records = _records(text, separator, _SAMPLE_RECORDS)
+    if not records:
+        return 0, 0.0
+    width = len(records[0][1])
+    rows = records[1:]
+    return width, (sum(len(fields) == width for _, fields in rows) / len(rows) if rows else 1.0)
+
+
+def _separator(path: Path, text: str, options: DataOptions) -> str:
+    """The field separator: data.delimiter's, or (auto) the one of ``,`` ``;`` tab and space that
+    splits the most of the first records into as many fields as the header, at least two (the
+    first of them on a tie). A comment line read as the header, or a header that stays one field,
+    is an error with a hint."""
+    number, first_line = next(((n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), 1) if line.strip()),
+                              (1, ""))
+    if options.delimiter == "auto":
+        fits = [(_fit(text, s), s) for s in _DETECTED]
+        fits = [(share, -index, s) for index, ((width, share), s) in enumerate(fits) if width >= 2]
+        share, _, separator = max(fits) if fits else (0.0, 0, None)
+    else:
+        separator = DELIMITERS[options.delimiter]
+        width, share = _fit(text, separator)
+    if first_line.lstrip(" \t").startswith("#") and (separator is None or share < 0.5):
+        raise EvomlpError(
+            f"{path}: line {number} {_show_text(first_line)} looks like a comment, not a header; set "
+            "data.comment: '#' to skip lines starting with '#'"
+        )
+    if separator is None:
+        raise EvomlpError(
+            f"{path}: the header line {_show_text(first_line)} is a single field: no ',', ';', tab or space "
+            "separates names; expected the label column and feature columns (data.delimiter)"
+        )
+    if options.delimiter != "auto" and width < 2:
+        others = [separator_name(s) for s in _DETECTED if s != separator and s in first_line]
+        hint = f"; it holds {' and '.join(others)}: set data.delimiter to that, or to auto" if others else ""
+        raise EvomlpError(
+            f"{path}: the header line {_show_text(first_line)} is a single field when split at "
+            f"{separator_name(separator)} (data.delimiter){hint}"
+        )
+    return separator
+
+
+def separator_name(separator: str) -> str:
+    """A field separator as messages (and data.delimiter) spell it: ',' ';' tab space."""
+    return {"\t": "tab", " ": "space"}.get(separator, repr(separator))
+
+
+def _show_text(text: str, limit: int = 60) -> str:
+    """``repr`` of ``text`` cut to ``limit`` characters, for one-line messages."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+class _RowLines:
+    """Where the data rows of a CSV text are: ``where(row)`` (``row`` counted from 0 in the file's
+    order) is ``line N``, its first line in the file, or ``data row N`` if pandas's rows cannot be
+    matched to lines; found only when a message asks."""
+
+    def __init__(self, text: str, separator: str, n_rows: int):
+        self._text, self._separator, self._n_rows = text, separator, n_rows
+        self._lines: list[int] | None | bool = False
+
+    def where(self, row: int) -> str:
+        if self._lines is False:
+            lines = [line for line, _ in _records(self._text, self._separator)[1:]]
+            self._lines = lines if len(lines) == self._n_rows else None
+        return f"line {self._lines[row]}" if self._lines else f"data row {row + 1}"
+
+
+def _drop_columns(frame: pd.DataFrame, names: tuple[str, ...], source: str, target: str | None) -> pd.DataFrame:
+    """``frame`` without the columns of data.drop_columns; an unknown name, or the label column, is an error."""
+    if not names:
+        return frame
+    columns = [str(c) for c in frame.columns]
+    for name in names:
+        if target is not None and name == target:
+            raise EvomlpError(
+                f"{source}: data.drop_columns names {name!r}, the label column (data.target); "
+                "expected feature columns only"
+            )
+        if name not in columns:
+            close = difflib.get_close_matches(name, columns, n=1, cutoff=0.5)
+            suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+            raise EvomlpError(
+                f"{source}: data.drop_columns: no column {name!r}{suggestion}; columns are {_columns(frame)}"
+            )
+    return frame.drop(columns=[c for c in frame.columns if str(c) in set(names)])
+
+
+def _numeric_or_text(values: pd.Series, path: Path, lines: _RowLines, coerce: bool, role: str = "") -> pd.Series:
+    """A text column of which more than half the non-empty cells are numbers is numeric: its text
+    cells are an error naming the first one, or (``coerce``) become missing values."""
+    if _is_numeric(values):
+        return values
+    present = values.notna().to_numpy()
+    numbers = pd.to_numeric(values, errors="coerce")
+    text = present & numbers.isna().to_numpy()
+    n_text = int(text.sum())
+    if n_text == 0 or int(present.sum()) - n_text <= n_text:
+        return values
+    if coerce:
+        return numbers.astype(float)
+    row = int(np.flatnonzero(text)[0])
+    raise EvomlpError(
+        f"{path}: column {str(values.name)!r}{role} holds numbers but {lines.where(int(values.index[row]))} has the text "
+        f"{_show_text(str(values.iloc[row]))} ({n_text} text cell(s) among {int(present.sum()) - n_text} numbers); "
+        "fix the file, or set data.coerce_numeric: true to treat such cells as missing values"
+    )
+
+
+def _labelled_rows(frame: pd.DataFrame, target: str, path: Path, lines: _RowLines, drop: bool,
+                   notes: list[str]) -> pd.DataFrame:
+    """The rows that have a label; rows without one are dropped (``drop``, with a note) or an error."""
+    missing = frame[target].isna().to_numpy()
+    count = int(missing.sum())
+    if not count:
+        return frame
+    first = lines.where(int(frame.index[np.flatnonzero(missing)[0]]))
+    if not drop:
+        raise EvomlpError(
+            f"{path}: column {target!r} (data.target) has {count} row(s) without a label (first on {first}); "
+            "expected a label in every row, or set data.drop_missing_target: true to drop such rows"
+        )
+    if count == len(frame):
+        raise EvomlpError(f"{path}: column {target!r} (data.target) has no label in any of its {count} rows")
+    notes.append(
+        f"prepare: {path}: dropped {count} of {len(frame)} rows without a label in column {target!r} "
+        f"(first on {first}; data.drop_missing_target)"
+    )
+    return frame.loc[~missing]
+
+
+def _check_categories(values: pd.Series, path: Path, max_categories: int, notes: list[str]) -> None:
+    """A text column with more distinct values than data.max_categories is an error; a column
+    with a different value in (nearly) every row gets a warning note: IDs, dates, free text."""
+    column = str(values.name)
+    present = int(values.notna().sum())
+    if _is_numeric(values):
+        numbers = values.dropna().to_numpy(dtype=float)
+        steps = np.diff(numbers)
+        if present >= UNIQUE_MIN_ROWS and present == len(values) and np.all(steps == 1):
+            notes.append(
+                f"warning: {path}: column {column!r} counts the rows ({numbers[0]:g} to {numbers[-1]:g}, one "
+                "step per row): a row number or ID, used as a feature; drop it with data.drop_columns"
+            )
+        return
+    distinct = int(values.nunique())
+    unique = present >= UNIQUE_MIN_ROWS and distinct >= UNIQUE_SHARE * present
+    looks = f" (a different one in {'every' if distinct == present else 'nearly every'} row: an ID, date or free text?)"
+    if distinct > max_categories:
+        raise EvomlpError(
+            f"{path}: column {column!r} has {distinct} distinct text values{looks if unique else ''}, more than "
+            f"data.max_categories ({max_categories}), each a one-hot input; drop it (data.drop_columns) "
+            "or raise data.max_categories"
+        )
+    if unique:
+        notes.append(
+            f"warning: {path}: column {column!r} has {distinct} distinct text values in {present} rows{looks}; "
+            "each becomes a one-hot input: drop it with data.drop_columns if it is no feature"
+        )
 
 
 def _columns(frame: pd.DataFrame) -> str:
@@ -217,6 +486,8 @@ def _split(
             f"{n_held} for {held_name}; expected at least one on each side"
         )
     strata = labels[rows] if stratified else None
+    # whole-number classes may be counts or measurements, which a regression learns
+    hint = "; if the labels are counts or measurements, set data.task: regression" if _integer_classes(class_values) else ""
     if strata is not None:
         classes, counts = np.unique(strata, return_counts=True)
         smallest = int(np.argmin(counts))
@@ -226,20 +497,31 @@ def _split(
                 value = class_values[int(value)]
             raise EvomlpError(
                 f"{source}: class {_plain(value)!r} of {column} has only {int(counts[smallest])} row(s) "
-                f"for {what}; a stratified split needs at least 2 rows per class"
+                f"for {what}; a stratified split needs at least 2 rows per class{hint}"
             )
         if min(n_held, n_kept) < classes.shape[0]:
             raise EvomlpError(
                 f"{source}: too few rows for {what}: {n} rows leave {n_kept} for {kept_name} and "
                 f"{n_held} for {held_name}, fewer than the {classes.shape[0]} classes of {column}; "
-                "a stratified split needs one row per class on each side"
+                f"a stratified split needs one row per class on each side{hint}"
             )
     try:
         kept, held = train_test_split(rows, test_size=size, random_state=seed, stratify=strata)
     except ValueError as error:
         message = " ".join(str(error).split())
-        raise EvomlpError(f"{source}: cannot split {n} rows of {column} for {what} ({message})") from None
+        raise EvomlpError(f"{source}: cannot split {n} rows of {column} for {what} ({message}){hint}") from None
     return kept, held
+
+
+def _integer_classes(class_values: np.ndarray | None) -> bool:
+    """Whether every class label (as text) is a whole number: ``3``, ``-1``, ``2.0``."""
+    if class_values is None or len(class_values) == 0:
+        return False
+    try:
+        numbers = np.asarray([float(value) for value in class_values])
+    except ValueError:
+        return False
+    return bool(np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)))
 
 
 def _plain(value: object) -> object:

@@ -272,6 +272,30 @@ def scheduler_address(value: Any) -> str | None:
     return value
 
 
+DELIMITER_NAMES = ("auto", ",", ";", "tab", "space")
+
+
+@described("auto, ',', ';', tab or space (a literal tab or space works too)")
+def delimiter(value: Any) -> str:
+    """``auto``, ``,``, ``;``, ``tab`` or ``space``; a literal tab or space is kept as given."""
+    if isinstance(value, str) and (value in DELIMITER_NAMES or value in ("\t", " ")):
+        return value
+    raise ValueError(f"expected one of {list(DELIMITER_NAMES)}{_suggest_value(value, DELIMITER_NAMES)}")
+
+
+_NOT_COMMENT = ",;\t \"'\r\n"
+
+
+@described("one character (not a separator, quote or space), or null")
+def comment_character(value: Any) -> str | None:
+    """One character that starts a comment line, e.g. ``'#'``; null: none."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 1 or value in _NOT_COMMENT or value == "\0":
+        raise ValueError("expected one character other than a separator, quote or space (e.g. '#'), or null")
+    return value
+
+
 @described("one of the optimizer names (the section optimizer)")
 def optimizer_name(value: Any) -> str:
     from evomlp.optimizers import names
@@ -303,6 +327,26 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "impute": Field("none", choice("none", "median"),
                         "missing feature values: none (an error) or median, fitted on the training rows "
                         "(the most frequent value for text columns)"),
+        "delimiter": Field("auto", delimiter,
+                           "field separator of a CSV dataset; auto: of ',', ';', tab and space, the one that "
+                           "splits the header into two or more fields and the most of the next 49 rows into as "
+                           "many (the first of them on a tie); space: runs of spaces"),
+        "comment": Field(None, comment_character,
+                         "lines of a CSV dataset whose first non-blank character is this one are skipped "
+                         "(quote it in YAML: '#'); null: none"),
+        "drop_missing_target": Field(False, boolean,
+                                     "drop the rows of a CSV dataset without a label, and say how many on stderr; "
+                                     "false: such a row is an error"),
+        "coerce_numeric": Field(False, boolean,
+                                "in a numeric column of a CSV dataset (more than half of its non-empty cells are "
+                                "numbers; the label column too), text cells become missing values (which "
+                                "data.impute fills, or drop_missing_target drops); false: such a cell is an error"),
+        "drop_columns": Field([], list_of(string),
+                              "columns removed before anything else (identifiers, dates, free text); an unknown "
+                              "name is an error"),
+        "max_categories": Field(100, integer(1, 1_000_000),
+                                "most distinct values a text feature column may have, each a one-hot input; more "
+                                "is an error"),
     },
     "model": {
         "hidden_layers": Field([64, 32], list_of(integer(1, 100_000)),
@@ -521,6 +565,11 @@ def _check_together(params: dict[str, dict[str, Any]], source: str) -> None:
         raise ParamsError(
             f"{source}: data.validation_size: with data.test_size {data['test_size']}, a validation "
             f"size of {data['validation_size']} leaves no training rows; expected a smaller value"
+        )
+    if data["target"] is not None and data["target"] in data["drop_columns"]:
+        raise ParamsError(
+            f"{source}: data.drop_columns: names {show(data['target'])}, the label column (data.target); "
+            "expected feature columns only"
         )
     if data["dataset"] not in BUNDLED_DATASETS and data["target"] is None:
         raise ParamsError(

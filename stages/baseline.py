@@ -59,8 +59,8 @@ def main() -> None:
     model, baseline = params["model"], params["baseline"]
     preprocessing = load_preprocessing()
     task, classes = str(preprocessing["task"]), preprocessing["classes"]
-    X_test, y_test = load_part("test")
-    scores = fit_baseline(model, baseline, task, classes, load_part("train"), X_test)
+    X_test, y_test = load_part("test", preprocessing)
+    scores = fit_baseline(model, baseline, task, classes, load_part("train", preprocessing), X_test)
     metrics = write_test_outputs(outputs, METRICS / "baseline.json", task, y_test, scores, classes, plots=False)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
     print(f"baseline: scikit-learn MLP ({baseline['solver']}): {shown}")

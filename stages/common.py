@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from evomlp import numerics
-from evomlp.artifacts import load_npz
+from evomlp.artifacts import check_numbers, load_npz, show_array
 from evomlp.errors import EvomlpError
 
 PARAMS = Path("params.yaml")
@@ -68,13 +70,68 @@ def run_stage(main: Callable[[], None], argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
-def load_part(name: str) -> tuple:
-    """``(X, y)`` of a prepared part (``train``, ``validation`` or ``test``)."""
-    arrays = load_npz(PREPARED / f"{name}.npz", ("X", "y"), what="prepared data (run the prepare stage)")
-    return arrays["X"], arrays["y"]
+PREPARED_WHAT = "prepared data (run the prepare stage)"
+_RERUN = "re-run the prepare stage: dvc repro"
+TASKS = ("binary", "multiclass", "regression")
 
 
 def load_preprocessing() -> dict:
-    return load_npz(
-        PREPARED / "preprocessing.npz", ("task", "classes"), what="prepared data (run the prepare stage)"
-    )
+    """The arrays of ``data/prepared/preprocessing.npz``, checked: a known task, class labels that
+    fit it (two for binary, at least two for multiclass, none for regression), feature names, and
+    finite scaling statistics, one per feature."""
+    path = PREPARED / "preprocessing.npz"
+    arrays = load_npz(path, ("task", "classes", "feature_names"), what=PREPARED_WHAT)
+    task = str(arrays["task"]) if arrays["task"].ndim == 0 else None
+    if task not in TASKS:
+        raise EvomlpError(f"{path}: task {show_array(arrays['task'])}, expected one of {list(TASKS)} ({_RERUN})")
+    classes, names = arrays["classes"], arrays["feature_names"]
+    if classes.ndim != 1 or names.ndim != 1 or names.shape[0] < 1:
+        raise EvomlpError(
+            f"{path}: expected 1-D arrays of class labels and of (at least one) feature names, got shapes "
+            f"{classes.shape} and {names.shape} ({_RERUN})"
+        )
+    expected = {"binary": "2", "multiclass": "at least 2", "regression": "no"}[task]
+    if (task == "binary" and len(classes) != 2) or (task == "multiclass" and len(classes) < 2) or (
+        task == "regression" and len(classes)
+    ):
+        raise EvomlpError(f"{path}: {len(classes)} class labels for a {task} task, expected {expected} ({_RERUN})")
+    if len(set(classes.tolist())) != len(classes):
+        raise EvomlpError(f"{path}: repeated class labels {classes.tolist()}; expected each once ({_RERUN})")
+    for name in ("pre_mean", "pre_scale"):
+        if name in arrays:
+            check_numbers(path, name, arrays[name], (names.shape[0],), f"one per feature name; {_RERUN}")
+    if "pre_scale" in arrays and not np.all(arrays["pre_scale"] > 0):
+        raise EvomlpError(f"{path}: pre_scale has values <= 0; expected positive scales ({_RERUN})")
+    return arrays
+
+
+def load_part(name: str, preprocessing: dict | None = None) -> tuple:
+    """``(X, y)`` of a prepared part (``train``, ``validation`` or ``test``), checked against
+    ``preprocessing`` (:func:`load_preprocessing` by default): ``X`` 2-D, finite, one column per
+    feature name; ``y`` one entry per row of ``X``, class indices in ``[0, n_classes)`` for a
+    classification, finite for regression. Each problem is one line naming the file."""
+    if preprocessing is None:
+        preprocessing = load_preprocessing()
+    path = PREPARED / f"{name}.npz"
+    arrays = load_npz(path, ("X", "y"), what=PREPARED_WHAT)
+    X, y = arrays["X"], arrays["y"]
+    n_features = preprocessing["feature_names"].shape[0]
+    if X.ndim != 2 or X.shape[0] < 1:
+        raise EvomlpError(f"{path}: X has shape {X.shape}; expected (rows, {n_features}) with rows >= 1 ({_RERUN})")
+    check_numbers(path, "X", X, (X.shape[0], n_features),
+                  f"{n_features} columns, one per feature of {PREPARED / 'preprocessing.npz'}; {_RERUN}")
+    task, n_classes = str(preprocessing["task"]), len(preprocessing["classes"])
+    if y.ndim not in ((1, 2) if task == "regression" else (1,)) or y.shape[0] != X.shape[0]:
+        raise EvomlpError(f"{path}: y has shape {y.shape} but X has {X.shape[0]} rows; expected one label per row ({_RERUN})")
+    if task == "regression":
+        check_numbers(path, "y", y, y.shape, _RERUN)
+        return X, y
+    if not np.issubdtype(y.dtype, np.integer):
+        raise EvomlpError(f"{path}: y is {y.dtype}; expected class indices (integers) for a {task} task ({_RERUN})")
+    outside = np.flatnonzero((y < 0) | (y >= n_classes))
+    if outside.size:
+        raise EvomlpError(
+            f"{path}: y has {outside.size} label(s) outside the {n_classes} classes (first {int(y[outside[0]])} on "
+            f"row {int(outside[0])}); expected class indices from 0 to {n_classes - 1} ({_RERUN})"
+        )
+    return X, y

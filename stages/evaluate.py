@@ -8,7 +8,7 @@ the other task hold only their header, which DVC draws as no chart at all.
 
 from __future__ import annotations
 
-from stages.common import METRICS, MODEL, PLOTS, load_part, run_stage
+from stages.common import METRICS, MODEL, PLOTS, PREPARED, load_part, load_preprocessing, run_stage
 
 from evomlp.artifacts import Outputs, load_model, save_csv, save_json
 from evomlp.errors import EvomlpError
@@ -39,11 +39,18 @@ def write_test_outputs(outputs: Outputs, metrics_path, task, y, scores, classes,
 def main() -> None:
     outputs = evaluation_outputs(METRICS / "test.json", plots=True)
     spec, weights, classes, _ = load_model(MODEL)
-    X_test, y_test = load_part("test")
+    preprocessing = load_preprocessing()
+    X_test, y_test = load_part("test", preprocessing)
     if X_test.shape[1] != spec.n_inputs:
         raise EvomlpError(
             f"{MODEL}: model takes {spec.n_inputs} inputs but the prepared test data has {X_test.shape[1]} "
             "(re-run the pipeline: dvc repro)"
+        )
+    prepared_task, prepared_classes = str(preprocessing["task"]), preprocessing["classes"].tolist()
+    if spec.task != prepared_task or classes.tolist() != prepared_classes:
+        raise EvomlpError(
+            f"{MODEL}: a {spec.task} model of classes {classes.tolist()}, but {PREPARED / 'preprocessing.npz'} "
+            f"is a {prepared_task} task of classes {prepared_classes} (re-run the pipeline: dvc repro)"
         )
     scores = output_probabilities(spec, forward(spec, weights, X_test))
     metrics = write_test_outputs(outputs, METRICS / "test.json", spec.task, y_test, scores, classes, plots=True)

@@ -46,7 +46,7 @@ def main() -> None:
     model, train, runtime = params["model"], params["train"], params["runtime"]
     preprocessing = load_preprocessing()
     task, classes = str(preprocessing["task"]), preprocessing["classes"]
-    train_part, validation_part = load_part("train"), load_part("validation")
+    train_part, validation_part = load_part("train", preprocessing), load_part("validation", preprocessing)
     optimizer_settings = params["optimizer"][train["optimizer"]]
     key = checkpoint_key({"model": model, "train": train, "optimizer": optimizer_settings},
                          [PREPARED / f"{name}.npz" for name in PARTS])

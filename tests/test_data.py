@@ -11,7 +11,7 @@ from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.model_selection import train_test_split
 
 from evomlp.artifacts import load_npz, save_npz
-from evomlp.data import Preprocessor, encode_labels, infer_task, load_dataset, split_rows
+from evomlp.data import DataOptions, Preprocessor, encode_labels, infer_task, load_dataset, split_rows
 from evomlp.errors import EvomlpError
 
 
@@ -156,7 +156,9 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_first_name(tmp_path):
 def test_missing_labels(tmp_path):
     path = write(tmp_path, balanced_csv(extra="5,1.5,red,\n6,2.5,red,\n"))
     message = file_error(path, load_dataset, str(path), "label")
-    assert "'label'" in message and "2 row(s)" in message and "data row 21" in message
+    # data row 21 is line 22 of the file (the header is line 1); the option that drops them is named
+    assert "'label'" in message and "2 row(s)" in message and "line 22" in message
+    assert "data.drop_missing_target: true" in message
 
 
 def test_duplicate_column_names(tmp_path):
@@ -353,3 +355,226 @@ def test_from_arrays_rejects_inconsistent_arrays():
     arrays = Preprocessor().fit(pd.DataFrame({"a": [1.0, 2.0], "c": ["p", "q"]})).to_arrays()
     arrays["pre_category_counts"] = np.array([3])
     assert "inconsistent" in error_of(Preprocessor.from_arrays, arrays)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real-world CSV files: delimiters, comment lines, unlabeled rows, stray text, identifiers
+
+
+def options(**given) -> DataOptions:
+    return DataOptions(**given)
+
+
+def rows_csv(separator: str, n: int = 30, header: str = "a,b,colour,label", before: str = "") -> str:
+    """``balanced_csv``'s rows (``a`` not counting the rows) with fields joined by ``separator``."""
+    lines = [separator.join(header.split(","))]
+    for i in range(n):
+        lines.append(separator.join([str((i * 3) % 7), f"{(i * 7) % 5}.5", ["red", "green", "blue"][i % 3],
+                                     "yes" if i % 2 else "no"]))
+    return before + "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("separator", [";", "\t", " "])
+def test_the_delimiter_is_detected(tmp_path, separator):
+    comma = load_dataset(str(write(tmp_path, rows_csv(","), "comma.csv")), "label")
+    other = load_dataset(str(write(tmp_path, rows_csv(separator))), "label")
+    assert comma.delimiter == "," and other.delimiter == separator
+    pd.testing.assert_frame_equal(other.features, comma.features)
+    pd.testing.assert_series_equal(other.target, comma.target)
+
+
+@pytest.mark.parametrize("given, separator", [(";", ";"), ("tab", "\t"), ("\t", "\t"), ("space", " "), (",", ",")])
+def test_data_delimiter_sets_it(tmp_path, given, separator):
+    path = write(tmp_path, rows_csv(separator))
+    dataset = load_dataset(str(path), "label", options(delimiter=given))
+    assert dataset.delimiter == separator and list(dataset.features.columns) == ["a", "b", "colour"]
+
+
+def test_space_separated_fields_may_be_aligned_and_quoted(tmp_path):
+    text = 'x   y      label\n' + "".join(f'  {i}   "n {i % 2}"  {"pq"[i % 2]}\n' for i in range(12))
+    dataset = load_dataset(str(write(tmp_path, text)), "label")
+    assert dataset.delimiter == " " and list(dataset.features.columns) == ["x", "y"]
+    assert dataset.features["y"].tolist()[:2] == ["n 0", "n 1"] and dataset.target.tolist()[:2] == ["p", "q"]
+
+
+def test_commas_win_over_spaces_and_semicolons_inside_values(tmp_path):
+    text = "mean radius,note,label\n" + "".join(f"{i}.5,a; b c {i % 3},{'xy'[i % 2]}\n" for i in range(12))
+    dataset = load_dataset(str(write(tmp_path, text)), "label")
+    assert dataset.delimiter == "," and list(dataset.features.columns) == ["mean radius", "note"]
+
+
+@pytest.mark.parametrize("given", [",", "tab"])
+def test_a_header_of_one_field_names_data_delimiter_and_the_separator_it_holds(tmp_path, given):
+    path = write(tmp_path, rows_csv(";"))
+    message = file_error(path, load_dataset, str(path), "label", options(delimiter=given))
+    assert "single field" in message and "data.delimiter" in message and "';'" in message
+
+
+def test_a_header_no_known_separator_splits_names_data_delimiter(tmp_path):
+    path = write(tmp_path, rows_csv("|"))
+    message = file_error(path, load_dataset, str(path), "label")
+    assert "single field" in message and "data.delimiter" in message and "'a|b|colour|label'" in message
+
+
+@pytest.mark.parametrize("blank", ["", "\n\n"])
+def test_comment_lines_without_data_comment_name_it(tmp_path, blank):
+    path = write(tmp_path, rows_csv(",", before=blank + "# exported by hand\n# 30 rows\n"))
+    message = file_error(path, load_dataset, str(path), "label")
+    line = blank.count("\n") + 1
+    assert f"line {line} '# exported by hand'" in message and "data.comment: '#'" in message
+
+
+def test_data_comment_skips_comment_lines_anywhere_and_keeps_the_files_line_numbers(tmp_path):
+    plain = load_dataset(str(write(tmp_path, rows_csv(";"), "plain.csv")), "label")
+    lines = rows_csv(";", before="# exported by hand\n").splitlines()
+    lines.insert(5, "  # a note between rows")
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    dataset = load_dataset(str(path), "label", options(comment="#"))
+    pd.testing.assert_frame_equal(dataset.features, plain.features)
+    # a stray text cell on line 12 of the file (2 comment lines before it) is reported there
+    lines[11] = lines[11].replace(lines[11].split(";")[1], "oops", 1)
+    path = write(tmp_path, "\n".join(lines) + "\n", "stray.csv")
+    message = file_error(path, load_dataset, str(path), "label", options(comment="#"))
+    assert "'b'" in message and "line 12" in message and "'oops'" in message
+
+
+def test_a_header_that_starts_with_the_comment_character_is_still_a_header(tmp_path):
+    dataset = load_dataset(str(write(tmp_path, rows_csv(",", header="#id,b,colour,label"))), "label")
+    assert list(dataset.features.columns) == ["#id", "b", "colour"]
+
+
+def test_drop_missing_target_drops_the_unlabeled_rows_and_says_how_many(tmp_path):
+    text = rows_csv(",") + "5,1.5,red,\n6,2.5,red,NA\n"
+    full = load_dataset(str(write(tmp_path, rows_csv(","), "full.csv")), "label")
+    dataset = load_dataset(str(write(tmp_path, text)), "label", options(drop_missing_target=True))
+    pd.testing.assert_frame_equal(dataset.features, full.features)
+    pd.testing.assert_series_equal(dataset.target, full.target)
+    (note,) = dataset.notes
+    assert "dropped 2 of 32 rows" in note and "line 32" in note and "data.drop_missing_target" in note
+
+
+def test_drop_missing_target_with_no_label_at_all_is_an_error(tmp_path):
+    path = write(tmp_path, "a,label\n1,\n2,\n")
+    message = file_error(path, load_dataset, str(path), "label", options(drop_missing_target=True))
+    assert "'label'" in message and "no label" in message
+
+
+def stray_csv(cell: str = "oops", row: int = 17, n: int = 40) -> str:
+    """Column ``b`` holds numbers but ``cell`` on data row ``row + 1`` (line ``row + 2``)."""
+    return "a,b,label\n" + "".join(
+        f"{(i * 5) % 11},{cell if i == row else i * 1.5},{'xy'[i % 2]}\n" for i in range(n)
+    )
+
+
+def test_a_stray_text_cell_in_a_numeric_column_names_column_line_and_value(tmp_path):
+    path = write(tmp_path, stray_csv())
+    message = file_error(path, load_dataset, str(path), "label")
+    assert "'b'" in message and "line 19" in message and "'oops'" in message and "data.coerce_numeric" in message
+
+
+def test_coerce_numeric_makes_stray_text_cells_missing_values_and_the_column_stays_numeric(tmp_path):
+    path = write(tmp_path, stray_csv())
+    dataset = load_dataset(str(path), "label", options(coerce_numeric=True))
+    b = dataset.features["b"]
+    assert pd.api.types.is_float_dtype(b) and b.isna().tolist() == [i == 17 for i in range(40)]
+    np.testing.assert_array_equal(b.drop(17).to_numpy(), [i * 1.5 for i in range(40) if i != 17])
+    # then the imputation rule applies: an error naming data.impute, or the training median
+    message = file_error(path, Preprocessor("none").fit, dataset.features, dataset.source)
+    assert "'b'" in message and "data.impute" in message
+    pre = Preprocessor("median").fit(dataset.features)
+    assert pre.numeric == ["a", "b"] and pre.feature_names == ["a", "b"]  # never one-hot encoded
+
+
+def test_a_column_with_at_most_half_numbers_is_text(tmp_path):
+    # 2 numbers among 4 non-empty cells: not "mostly numbers", so categories
+    text = "a,code,label\n" + "".join(f"{i},{['1', '2', 'x', 'y'][i % 4]},{'pq'[i % 2]}\n" for i in range(12))
+    dataset, _, pre, _ = prepare(write(tmp_path, text))
+    assert pre.categorical == ["code"] and "code=x" in pre.feature_names
+
+
+def test_a_stray_text_cell_in_a_numeric_label_column_names_data_target(tmp_path):
+    text = "a,price,extra\n" + "".join(f"{i % 4},{'?' if i == 5 else i * 2.5},{i % 3}\n" for i in range(30))
+    path = write(tmp_path, text)
+    message = file_error(path, load_dataset, str(path), "price")
+    assert "'price' (data.target)" in message and "line 7" in message and "'?'" in message
+    dataset = load_dataset(str(path), "price", options(coerce_numeric=True, drop_missing_target=True))
+    assert len(dataset.target) == 29 and infer_task(dataset.target) == "regression"
+
+
+def id_csv(n: int = 40) -> str:
+    return "id,name,day,size,label\n" + "".join(
+        f"{1000 + i},person {i},2024-01-{i % 28 + 1:02d}T{i:02d}:00,{'SML'[i % 3]},{'xy'[i % 2]}\n"
+        for i in range(n)
+    )
+
+
+def test_columns_unique_per_row_get_one_warning_each(tmp_path):
+    dataset = load_dataset(str(write(tmp_path, id_csv())), "label")
+    warned = {note.split("'")[1]: note for note in dataset.notes}
+    assert set(warned) == {"id", "name", "day"}  # size has 3 values: a feature
+    for note in warned.values():
+        assert note.startswith(f"warning: {tmp_path / 'data.csv'}: ") and "data.drop_columns" in note
+        assert len(note.splitlines()) == 1
+
+
+def test_data_drop_columns_removes_columns_first(tmp_path):
+    dataset = load_dataset(str(write(tmp_path, id_csv())), "label", options(drop_columns=("id", "name", "day")))
+    assert list(dataset.features.columns) == ["size"] and dataset.notes == []
+    breast = load_dataset("breast_cancer", None, options(drop_columns=("mean radius",)))
+    assert "mean radius" not in breast.features.columns and breast.features.shape[1] == 29
+
+
+def test_an_unknown_name_in_drop_columns_is_an_error_with_a_suggestion(tmp_path):
+    path = write(tmp_path, id_csv())
+    message = file_error(path, load_dataset, str(path), "label", options(drop_columns=("nmae",)))
+    assert "data.drop_columns" in message and "'nmae'" in message and "did you mean 'name'" in message
+    message = file_error(path, load_dataset, str(path), "label", options(drop_columns=("label",)))
+    assert "data.drop_columns" in message and "data.target" in message
+    message = error_of(load_dataset, "iris", None, options(drop_columns=("petal",)))
+    assert message.startswith("iris: data.drop_columns: no column 'petal'")
+
+
+def test_a_text_column_with_more_categories_than_max_categories_is_an_error(tmp_path):
+    n = 100_000
+    text = "city,label\n" + "".join(f"c{i},{i % 2}\n" for i in range(n))
+    path = write(tmp_path, text)
+    message = file_error(path, load_dataset, str(path), "label")
+    assert "'city'" in message and f"{n} distinct" in message and "data.max_categories (100)" in message
+    assert "data.drop_columns" in message
+
+
+@pytest.mark.parametrize("limit, ok", [(2, False), (3, True)])
+def test_max_categories_is_the_most_a_text_column_may_have(tmp_path, limit, ok):
+    path = write(tmp_path, rows_csv(","))  # colour: red, green, blue
+    if ok:
+        assert load_dataset(str(path), "label", options(max_categories=limit)).features.shape == (30, 3)
+    else:
+        assert "data.max_categories (2)" in file_error(path, load_dataset, str(path), "label",
+                                                       options(max_categories=limit))
+
+
+def test_a_directory_is_reported_as_a_directory(tmp_path):
+    (tmp_path / "folder").mkdir()
+    message = file_error(tmp_path / "folder", load_dataset, str(tmp_path / "folder"), "label")
+    assert "directory" in message and "not found" not in message
+
+
+def counts_csv() -> str:
+    """Whole-number labels (counts 0 to 14), several of them on one row only."""
+    return "a,count\n" + "".join(f"{i},{min(i, 14) if i < 14 else i % 3}\n" for i in range(40))
+
+
+def test_a_failed_stratified_split_of_whole_number_labels_suggests_a_regression(tmp_path):
+    dataset = load_dataset(str(write(tmp_path, counts_csv())), "count")
+    task = infer_task(dataset.target)
+    y, classes = encode_labels(dataset.target, task)
+    assert task == "multiclass"
+    message = file_error(dataset.source, split_rows, y, task, 0.3, 0.2, 42, False, dataset.source, "count", classes)
+    assert "stratified" in message and "data.task: regression" in message
+    header, rows = counts_csv().split("\n", 1)
+    text = header + "\n" + rows.replace(",", ",k")  # the same labels as text (k0, k1, ...): no such hint
+    dataset = load_dataset(str(write(tmp_path, text, "text.csv")), "count")
+    y, classes = encode_labels(dataset.target, "multiclass")
+    message = file_error(dataset.source, split_rows, y, "multiclass", 0.3, 0.2, 42, False, dataset.source,
+                         "count", classes)
+    assert "stratified" in message and "regression" not in message
