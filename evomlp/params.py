@@ -580,6 +580,13 @@ def _check_together(params: dict[str, dict[str, Any]], source: str) -> None:
             f"{source}: data.target: the bundled data set {data['dataset']!r} has its own target; expected null, "
             f"got {show(data['target'])}"
         )
+    if data["dataset"] in BUNDLED_DATASETS:
+        for key in ("delimiter", "comment", "drop_missing_target", "coerce_numeric", "max_categories"):
+            if data[key] != SCHEMA["data"][key].default:
+                raise ParamsError(
+                    f"{source}: data.{key}: reads a CSV file, but data.dataset is the bundled {data['dataset']!r}; "
+                    f"expected its default {show(SCHEMA['data'][key].default)}, got {show(data[key])}"
+                )
     budget, size = train["max_evaluations"], train["population_size"]
     per_generation = 2 * size if 0 < train["minibatch_size"] else size  # the parents are scored again
     if 0 < budget < size + per_generation:

@@ -144,6 +144,8 @@ def test_a_bad_value_names_key_value_and_expectation(section, key, value, expect
 
 def test_a_target_for_a_bundled_set_and_a_budget_under_one_generation_are_refused():
     assert_rejected({"data": {"target": "label"}}, "data.target: the bundled data set 'breast_cancer' has its own target")
+    assert_rejected({"data": {"delimiter": ";"}}, "data.delimiter: reads a CSV file, but data.dataset is the bundled")
+    assert_rejected({"data": {"coerce_numeric": True}}, "data.coerce_numeric: reads a CSV file")
     assert_rejected({"train": {"max_evaluations": 99}}, "train.max_evaluations: 99 is less than one generation",
                     "at least 100")
     assert_rejected({"train": {"max_evaluations": 149, "minibatch_size": 10}}, "at least 150")
