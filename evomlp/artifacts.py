@@ -2,7 +2,10 @@
 
 Every writer goes through :func:`atomic_path`: the bytes go to a temporary file in the target's
 folder, are flushed to disk, and the file is renamed over the target, so a crash leaves either the
-old file or the new one, never half of one. ``.npz`` files are written with a fixed timestamp on
+old file or the new one, never half of one. A temporary is named
+``.<target name>.<writer's pid>-<random>.evomlp-tmp`` (gitignored and dvcignored by that suffix);
+one left by a writer that was killed is removed by the next write of the same target, once its
+pid is no longer alive (:func:`remove_stale_temporaries`). ``.npz`` files are written with a fixed timestamp on
 every zip entry (numpy's own ``savez`` stamps the current time), so the same arrays always give the
 same bytes and DVC sees no change when nothing changed.
 """
@@ -10,10 +13,12 @@ same bytes and DVC sees no change when nothing changed.
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import json
 import math
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -27,14 +32,52 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # 2: the model also holds its target column's name and, as JSON, its training settings and
 # training-time metrics (what `evomlp info` shows); 1 had neither.
 MODEL_FORMAT_VERSION = 2
+TEMP_SUFFIX = ".evomlp-tmp"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporaries of ``path`` (beside it) left by writers that died; return them.
+
+    A temporary whose writer's pid is alive is kept (a concurrent write of the same target). Names
+    of the format before the pid was recorded (``.<name>.<8 characters>.tmp``) are removed too."""
+    path = Path(path)
+    name = re.escape(path.name)
+    ours = re.compile(rf"\.{name}\.(\d+)-[^/]+{re.escape(TEMP_SUFFIX)}")
+    legacy = re.compile(rf"\.{name}\.[a-z0-9_]{{8}}\.tmp")
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*"))
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = ours.fullmatch(candidate.name)
+        stale = (match is not None and not _process_alive(int(match.group(1)))) or legacy.fullmatch(candidate.name)
+        if stale:
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success, fsync and rename it onto ``path``."""
+    """Yield a temporary path beside ``path``; on success, fsync and rename it onto ``path``.
+
+    Stale temporaries of ``path`` (of killed writers) are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(handle)
     temporary = Path(temporary)
     try:
