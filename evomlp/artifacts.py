@@ -97,15 +97,27 @@ def save_npz(path: str | Path, arrays: dict[str, Any]) -> None:
     """
     with atomic_path(path) as temporary:
         with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
-            for name in sorted(arrays):
-                array = np.asarray(arrays[name])
-                if array.dtype.hasobject:
-                    raise EvomlpError(f"{path}: array {name!r} holds Python objects; not saved")
-                buffer = io.BytesIO()
-                np.lib.format.write_array(buffer, np.array(array, order="C", copy=None), allow_pickle=False)
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, buffer.getvalue())
+            write_npz_entries(archive, arrays, path)
+
+
+def write_npz_entries(archive: zipfile.ZipFile, arrays: dict[str, Any], path: str | Path) -> None:
+    """Add ``arrays`` to an open ``.npz`` archive, sorted by name, with the fixed timestamp
+    (``path`` names the file in the error for an object array)."""
+    for name in sorted(arrays):
+        array = np.asarray(arrays[name], order="C")
+        if array.dtype.hasobject:
+            raise EvomlpError(f"{path}: array {name!r} holds Python objects; not saved")
+        info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+        info.external_attr = 0o644 << 16
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+        try:
+            data = memoryview(array.reshape(-1)).cast("B")  # streamed from the array's memory: no copy
+        except (TypeError, ValueError):  # a dtype the buffer protocol cannot show (datetime64)
+            data = array.tobytes()
+        with archive.open(info, "w") as entry:
+            entry.write(header.getvalue())
+            entry.write(data)
 
 
 def load_npz(path: str | Path, required: tuple[str, ...] = (), what: str = "file") -> dict[str, np.ndarray]:

@@ -80,7 +80,9 @@ class Trainer:
 
     ``optimizer`` follows :mod:`evomlp.protocol` (any family); ``evaluate``
     is a :class:`PopulationEvaluator` (entered), which builds the proposed trials and evaluates
-    them; ``validation`` scores single networks on held-out rows.
+    them; ``validation`` scores single networks on held-out rows. ``checkpoint(state, durable=...)``
+    is called every ``checkpoint_every`` generations (``durable`` False: it may skip a write,
+    :meth:`evomlp.checkpoint.Checkpoints.save`) and when the run stops early (``durable`` True).
     """
 
     def __init__(
@@ -91,7 +93,7 @@ class Trainer:
         train_scoring: FitnessProblem,
         config: TrainConfig,
         progress: bool = False,
-        checkpoint: Callable[[TrainerState], None] | None = None,
+        checkpoint: Callable[..., object] | None = None,
     ):
         self.optimizer = optimizer
         self.evaluate = evaluate
@@ -178,7 +180,7 @@ class Trainer:
                     generation = state.optimizer.generation
                     every = self.config.checkpoint_every
                     if self.checkpoint and (interrupted() or (every and generation % every == 0)):
-                        self.checkpoint(state)
+                        self.checkpoint(state, durable=interrupted())
                     if interrupted():
                         raise KeyboardInterrupt
                     if bar is not None:

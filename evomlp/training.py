@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from evomlp import optimizers
-from evomlp.checkpoint import load_checkpoint, save_checkpoint
+from evomlp.checkpoint import Checkpoints
 from evomlp.evaluation import FitnessProblem, PopulationEvaluator
 from evomlp.network import MLPSpec, initial_population, initial_scales, per_weight
 from evomlp.trainer import TrainConfig, Trainer, TrainResult
@@ -58,13 +57,13 @@ def train_network(
     classes: np.ndarray,
     train_part: tuple[np.ndarray, np.ndarray],
     validation_part: tuple[np.ndarray, np.ndarray],
-    checkpoint_path: Path | None = None,
-    key: str = "",
+    checkpoints: Checkpoints | None = None,
 ) -> TrainedNetwork:
     """Train one network from validated params sections (``model``, ``train``, the chosen
     optimizer's block ``optimizer_settings``, ``runtime``).
 
-    With ``checkpoint_path``, the run resumes from that file if it exists and saves to it every
+    With ``checkpoints``, the run resumes from them if they pass their checks (otherwise they are
+    set aside with a one-line warning on stderr, :meth:`Checkpoints.load`) and saves to them every
     ``runtime.checkpoint_every`` generations and on Ctrl-C.
     """
     X_train, y_train = train_part
@@ -97,11 +96,11 @@ def train_network(
         max_evaluations=train["max_evaluations"],
         patience=train["patience"],
         minibatch_size=train["minibatch_size"],
-        checkpoint_every=runtime["checkpoint_every"] if checkpoint_path else 0,
+        checkpoint_every=runtime["checkpoint_every"] if checkpoints is not None else 0,
     )
     checkpoint = None
-    if checkpoint_path is not None:
-        checkpoint = lambda state: save_checkpoint(checkpoint_path, state, key, optimizer)  # noqa: E731
+    if checkpoints is not None:
+        checkpoint = lambda state, durable=False: checkpoints.save(state, optimizer, durable)  # noqa: E731
     with PopulationEvaluator(
         problem, runtime["n_jobs"], runtime["backend"], runtime["scheduler_address"], population_size=train["population_size"]
     ) as evaluate:
@@ -111,9 +110,11 @@ def train_network(
         if runtime["progress"]:
             workers = "in-process" if evaluate.n_jobs == 1 else f"{evaluate.n_jobs} workers ({runtime['backend']})"
             print(f"train: evaluating {workers} (runtime.n_jobs {runtime['n_jobs']})", file=sys.stderr)
-        if checkpoint_path is not None and checkpoint_path.exists():
-            state = load_checkpoint(checkpoint_path, key, optimizer)
-            print(f"train: resuming from generation {state.optimizer.generation} ({checkpoint_path})", file=sys.stderr)
+        state = None if checkpoints is None else checkpoints.load(optimizer, spec.n_weights)
+        if checkpoints is not None and checkpoints.set_aside:
+            print(f"warning: {checkpoints.set_aside}", file=sys.stderr)
+        if state is not None:
+            print(f"train: resuming from generation {state.optimizer.generation} ({checkpoints.path})", file=sys.stderr)
         else:
             population = initial_population(
                 spec, rng, train["population_size"], train["init"], train["init_scale"], lower, upper
@@ -122,10 +123,10 @@ def train_network(
         try:
             result = trainer.run(state)
         except KeyboardInterrupt:
-            if checkpoint_path is not None:
+            if checkpoints is not None and checkpoints.saved_generation is not None:
                 print(
-                    f"train: interrupted at generation {state.optimizer.generation}; state saved to "
-                    f"{checkpoint_path}; run dvc repro to resume",
+                    f"train: interrupted at generation {checkpoints.saved_generation}; state saved to "
+                    f"{checkpoints.path}; run dvc repro to resume",
                     file=sys.stderr,
                 )
             raise

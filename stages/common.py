@@ -25,6 +25,8 @@ METRICS = Path("metrics")
 PLOTS = METRICS / "plots"
 LOGS = Path("logs")
 CHECKPOINTS = Path(".checkpoints")
+# the source files whose hash a checkpoint records (evomlp.checkpoint.provenance): the library's and the stages'
+CODE = (Path(numerics.__file__).resolve().parent, Path(__file__).resolve().parent)
 PARTS = ("train", "validation", "test")
 
 

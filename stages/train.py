@@ -5,8 +5,13 @@ Reads params ``model.*``, ``train.*`` and the chosen optimizer's block ``optimiz
 DVC dependency). Writes ``models/model.npz``, ``metrics/train.json``,
 ``metrics/plots/history.csv``, and the untracked ``logs/train-timing.json``. Every
 ``runtime.checkpoint_every`` generations (and on Ctrl-C) the whole run is saved to
-``.checkpoints/train-<key>.npz``, ``<key>`` a hash of the params and data that affect results; the
-next run with the same key resumes from it and ends with the same bytes; a finished run removes it.
+``.checkpoints/train-<key>.{a,b}.npz`` and ``.checkpoints/train-<key>.history``, ``<key>`` a hash
+of the params and data that affect results (:mod:`evomlp.checkpoint`). The next run with the same
+key resumes from it, and ends with the same bytes, only if the checkpoint was written by the same
+source files (``evomlp/``, ``stages/``) and the same versions of Python, numpy, scipy, numba,
+scikit-learn and BLAS; otherwise, or if it is corrupt, it is moved to ``.checkpoints/set-aside/``
+with a one-line warning and the run starts afresh. A finished run removes its checkpoint and any
+of other keys.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 
 from stages.common import (
     CHECKPOINTS,
+    CODE,
     LOGS,
     METRICS,
     MODEL,
@@ -30,7 +36,7 @@ from stages.common import (
 )
 
 from evomlp.artifacts import save_csv, save_json, save_model
-from evomlp.checkpoint import checkpoint_key
+from evomlp.checkpoint import Checkpoints, checkpoint_key, provenance
 from evomlp.params import BUNDLED_DATASETS, load_params
 from evomlp.trainer import HISTORY_COLUMNS
 from evomlp.training import train_network
@@ -45,10 +51,10 @@ def main() -> None:
     optimizer_settings = params["optimizer"][train["optimizer"]]
     key = checkpoint_key({"model": model, "train": train, "optimizer": optimizer_settings},
                          [PREPARED / f"{name}.npz" for name in PARTS])
-    checkpoint_path = CHECKPOINTS / f"train-{key}.npz"
+    checkpoints = Checkpoints(CHECKPOINTS, "train", key, provenance(CODE))
     started = time.perf_counter()
     trained = train_network(
-        model, train, optimizer_settings, runtime, task, classes, train_part, validation_part, checkpoint_path, key
+        model, train, optimizer_settings, runtime, task, classes, train_part, validation_part, checkpoints
     )
     spec, result, scoring, validation = trained.spec, trained.result, trained.scoring, trained.validation
     elapsed = time.perf_counter() - started
@@ -89,7 +95,7 @@ def main() -> None:
     if train_accuracy is not None:
         summary += f", validation accuracy {metrics['validation_accuracy']:.4f}"
     print(summary, file=sys.stderr)
-    checkpoint_path.unlink(missing_ok=True)
+    checkpoints.finish()
 
 
 if __name__ == "__main__":

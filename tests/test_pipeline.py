@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -122,14 +123,18 @@ def test_pipeline_end_to_end(repo: Path) -> None:
     assert "metrics/baseline.json" not in diff  # the baseline did not move
 
 
+def slot_generation(path: Path) -> int:
+    """The generation a checkpoint slot holds; -1 if it is absent or being written."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return int(arrays["optimizer_generation"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return -1
+
+
 def checkpoint_generation(directory: Path) -> int:
-    for path in directory.glob("train-*.npz"):
-        try:
-            with np.load(path, allow_pickle=False) as arrays:
-                return int(arrays["optimizer_generation"])
-        except (OSError, ValueError, KeyError, EOFError):
-            return -1
-    return -1
+    """The newest generation in the train checkpoint's slots (what a resume starts from); -1 if none."""
+    return max((slot_generation(path) for path in directory.glob("train-*.[ab].npz")), default=-1)
 
 
 def test_editing_the_users_csv_makes_prepare_stale(repo: Path) -> None:
@@ -189,7 +194,7 @@ def test_sigkilled_training_resumes_to_the_same_bytes(repo: Path, optimizer: str
     assert f"resuming from generation {killed_at[-1]}" in finished.stderr
     for name in outputs:
         assert (repo / name).read_bytes() == reference[name], f"{name} differs after resume"
-    assert not list(checkpoints.glob("*.npz")), "a finished run must remove its checkpoint"
+    assert not list(checkpoints.glob("train-*")), "a finished run must remove its checkpoint"
 
 
 def test_interrupted_pipeline_then_dvc_repro_gives_the_committed_lock(repo: Path) -> None:
@@ -225,9 +230,8 @@ def test_ctrl_c_saves_the_state_and_says_where(repo: Path) -> None:
     assert "Traceback" not in stderr
     line = next(line for line in stderr.splitlines() if "interrupted at generation" in line)
     generation = int(line.split("interrupted at generation ")[1].split(";")[0])
-    saved = next((repo / ".checkpoints").glob("train-*.npz"))
-    assert str(saved.relative_to(repo)) in line
-    assert checkpoint_generation(repo / ".checkpoints") == generation > 0
+    saved = next(path for path in (repo / ".checkpoints").glob("train-*.npz") if str(path.relative_to(repo)) in line)
+    assert slot_generation(saved) == checkpoint_generation(repo / ".checkpoints") == generation > 0
     assert not (repo / "models/model.npz").exists()
 
 

@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
 
-from evomlp.checkpoint import checkpoint_key, load_checkpoint, save_checkpoint
+from evomlp.checkpoint import Checkpoints, checkpoint_key
 from evomlp.de import make_optimizer
-from evomlp.errors import EvomlpError
 from evomlp.evaluation import FitnessProblem, PopulationEvaluator
 from evomlp.network import initial_population, per_weight
 from evomlp.trainer import TrainConfig, Trainer
+
+PROVENANCE = {"code": {"evomlp/x.py": "0"}, "versions": {"numpy": "1"}, "blas": [], "numpy_simd": "X"}
 
 
 def make_trainer(small_problem, checkpoint=None, strategy="rand1bin", budget=0, **config):
@@ -77,29 +78,21 @@ def test_resume_from_a_checkpoint_gives_the_uninterrupted_result(small_problem, 
     reference_trainer, population, rng, _ = make_trainer(small_problem, max_generations=30, **settings)
     reference = reference_trainer.run(reference_trainer.start(population, rng))
 
-    path = tmp_path / "run.npz"
+    checkpoints = Checkpoints(tmp_path, "run", "k", PROVENANCE, write_share=None)
     saved = []
     trainer, population, rng, _ = make_trainer(
-        small_problem, checkpoint=lambda state: saved.append(save_checkpoint(path, state, "k", trainer.optimizer)),
+        small_problem, checkpoint=lambda state, durable: saved.append(checkpoints.save(state, trainer.optimizer, durable)),
         max_generations=13, checkpoint_every=13, **settings,
     )
     trainer.run(trainer.start(population, rng))
-    assert len(saved) == 1
+    assert saved == [True]
     resumed_trainer, _, _, _ = make_trainer(small_problem, max_generations=30, **settings)
-    state = load_checkpoint(path, "k", resumed_trainer.optimizer)
+    state = Checkpoints(tmp_path, "run", "k", PROVENANCE).load(resumed_trainer.optimizer, population.shape[1])
     assert state.optimizer.generation == 13
     resumed = resumed_trainer.run(state)
     assert np.array_equal(resumed.weights, reference.weights)
     assert resumed.history == reference.history
     assert resumed.n_evaluations == reference.n_evaluations
-
-
-def test_checkpoint_of_another_run_is_refused(small_problem, tmp_path):
-    trainer, population, rng, _ = make_trainer(small_problem, max_generations=2)
-    state = trainer.start(population, rng)
-    save_checkpoint(tmp_path / "c.npz", state, "key-a", trainer.optimizer)
-    with pytest.raises(EvomlpError, match="another run"):
-        load_checkpoint(tmp_path / "c.npz", "key-b", trainer.optimizer)
 
 
 def test_checkpoint_key_changes_with_settings_and_data(tmp_path):
@@ -133,7 +126,7 @@ def test_resume_under_other_workers_and_backends_gives_the_same_bytes(small_prob
     reference_trainer, population, rng, _ = make_trainer(small_problem, max_generations=20, l2=1e-3)
     reference = reference_trainer.run(reference_trainer.start(population, rng))
 
-    path = tmp_path / "run.npz"
+    checkpoints = Checkpoints(tmp_path, "run", "k", PROVENANCE, write_share=None)
 
     def with_evaluator(n_jobs, backend, generations, checkpoint=None):
         trainer, population, rng, _ = make_trainer(small_problem, checkpoint=checkpoint, max_generations=generations,
@@ -141,11 +134,12 @@ def test_resume_under_other_workers_and_backends_gives_the_same_bytes(small_prob
         trainer.evaluate = PopulationEvaluator(trainer.evaluate.problem, n_jobs=n_jobs, backend=backend)
         return trainer, population, rng
 
-    first, population, rng = with_evaluator(4, "loky", 7, checkpoint=lambda state: save_checkpoint(path, state, "k", first.optimizer))
+    first, population, rng = with_evaluator(
+        4, "loky", 7, checkpoint=lambda state, durable: checkpoints.save(state, first.optimizer, durable))
     with first.evaluate:
         first.run(first.start(population, rng))
     second, _, _ = with_evaluator(2, "threading", 20)
     with second.evaluate:
-        resumed = second.run(load_checkpoint(path, "k", second.optimizer))
+        resumed = second.run(Checkpoints(tmp_path, "run", "k", PROVENANCE).load(second.optimizer, spec.n_weights))
     assert np.array_equal(resumed.weights, reference.weights)
     assert resumed.history == reference.history
