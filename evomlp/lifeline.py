@@ -51,8 +51,9 @@ class Lifeline:
     no parent to lose. Without ``/proc`` only the direct parent is watched.
     """
 
-    def __init__(self) -> None:
-        self.parent = os.getppid()
+    def __init__(self, parent: int | None = None) -> None:
+        """``parent``: the pid of this process's parent as read at its very start (default: now)."""
+        self.parent = os.getppid() if parent is None else parent
         self._watched: list[tuple[int, int, str]] = []  # (pid, start time, name) above the parent
         self.parent_name = "parent"
         stat = _stat(self.parent)

@@ -322,8 +322,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "progress": Field(True, boolean, "a progress bar and status lines on stderr"),
         "checkpoint_every": Field(100, integer(0, INT64_MAX),
                                   "save the whole run to .checkpoints/ every this many generations (fewer if "
-                                  "writing would take over 10% of the run's time) and on Ctrl-C, for a bit-exact "
-                                  "resume by the same code and libraries; 0: on Ctrl-C only"),
+                                  "writing would take over 10% of the run's time) and when stopped (Ctrl-C, "
+                                  "SIGTERM, dvc killed), for a bit-exact resume by the same code and libraries; "
+                                  "0: only when stopped"),
     },
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from evomlp import optimizers
 from evomlp.checkpoint import Checkpoints
 from evomlp.evaluation import FitnessProblem, PopulationEvaluator
 from evomlp.network import MLPSpec, initial_population, initial_scales, per_weight
-from evomlp.trainer import TrainConfig, Trainer, TrainResult
+from evomlp.trainer import STOP_SIGNALS, Stopped, TrainConfig, Trainer, TrainResult
 
 
 def build_spec(model: dict, task: str, n_inputs: int, classes: np.ndarray, y: np.ndarray) -> MLPSpec:
@@ -39,6 +40,28 @@ class TrainedNetwork:
     timings: dict
 
 
+def say(line: str) -> None:
+    """``line`` on stderr, unless stderr is gone (a closed pipe must not hide what happened)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def stop_message(stop: KeyboardInterrupt, checkpoints: Checkpoints) -> str:
+    """One line: why the run stopped, and exactly which generation its checkpoint holds."""
+    if isinstance(stop, Stopped) and stop.completed:
+        head = f"train: stopped at the end of generation {checkpoints.saved_generation} ({stop.reason})"
+    else:
+        reason = stop.reason if isinstance(stop, Stopped) else STOP_SIGNALS["SIGINT"][0]
+        head = f"train: stopped in the middle of a generation ({reason})"
+    if checkpoints.saved_generation is None:
+        saved = "no generation is saved, the next run starts afresh"
+    else:
+        saved = f"generation {checkpoints.saved_generation} is saved in {checkpoints.path}, the next run resumes from it"
+    return f"{head}; {saved}; no outputs written"
+
+
 def initial_deviation(spec: MLPSpec, train: dict, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """Per-weight standard deviation of the initial population ``(D,)``: its uniform half-width
     over sqrt(3) (evolution strategies scale their step sizes by it)."""
@@ -58,13 +81,16 @@ def train_network(
     train_part: tuple[np.ndarray, np.ndarray],
     validation_part: tuple[np.ndarray, np.ndarray],
     checkpoints: Checkpoints | None = None,
+    stop_when: Callable[[], str] | None = None,
 ) -> TrainedNetwork:
     """Train one network from validated params sections (``model``, ``train``, the chosen
     optimizer's block ``optimizer_settings``, ``runtime``).
 
     With ``checkpoints``, the run resumes from them if they pass their checks (otherwise they are
     set aside with a one-line warning on stderr, :meth:`Checkpoints.load`) and saves to them every
-    ``runtime.checkpoint_every`` generations and on Ctrl-C.
+    ``runtime.checkpoint_every`` generations and when the run is stopped: by Ctrl-C, SIGTERM,
+    SIGHUP or ``stop_when`` (:class:`evomlp.trainer.Trainer`), which raise
+    :class:`~evomlp.trainer.Stopped` after one line on stderr saying which generation the files hold.
     """
     X_train, y_train = train_part
     X_validation, y_validation = validation_part
@@ -104,30 +130,25 @@ def train_network(
     with PopulationEvaluator(
         problem, runtime["n_jobs"], runtime["backend"], runtime["scheduler_address"], population_size=train["population_size"]
     ) as evaluate:
-        trainer = Trainer(
-            optimizer, evaluate, validation, scoring, config, progress=runtime["progress"], checkpoint=checkpoint
-        )
+        trainer = Trainer(optimizer, evaluate, validation, scoring, config, progress=runtime["progress"],
+                          checkpoint=checkpoint, stop_when=stop_when)
         if runtime["progress"]:
             workers = "in-process" if evaluate.n_jobs == 1 else f"{evaluate.n_jobs} workers ({runtime['backend']})"
             print(f"train: evaluating {workers} (runtime.n_jobs {runtime['n_jobs']})", file=sys.stderr)
         state = None if checkpoints is None else checkpoints.load(optimizer, spec.n_weights)
         if checkpoints is not None and checkpoints.set_aside:
-            print(f"warning: {checkpoints.set_aside}", file=sys.stderr)
+            say(f"warning: {checkpoints.set_aside}")
         if state is not None:
-            print(f"train: resuming from generation {state.optimizer.generation} ({checkpoints.path})", file=sys.stderr)
-        else:
-            population = initial_population(
-                spec, rng, train["population_size"], train["init"], train["init_scale"], lower, upper
-            )
-            state = trainer.start(population, rng)
+            say(f"train: resuming from generation {state.optimizer.generation} ({checkpoints.path})")
         try:
-            result = trainer.run(state)
-        except KeyboardInterrupt:
-            if checkpoints is not None and checkpoints.saved_generation is not None:
-                print(
-                    f"train: interrupted at generation {checkpoints.saved_generation}; state saved to "
-                    f"{checkpoints.path}; run dvc repro to resume",
-                    file=sys.stderr,
+            if state is None:
+                population = initial_population(
+                    spec, rng, train["population_size"], train["init"], train["init_scale"], lower, upper
                 )
+                state = trainer.start(population, rng)
+            result = trainer.run(state)
+        except KeyboardInterrupt as stop:
+            if checkpoints is not None:
+                say(stop_message(stop, checkpoints))
             raise
     return TrainedNetwork(spec, result, scoring, validation, dict(trainer.timings, n_workers=evaluate.n_jobs))

@@ -4,7 +4,7 @@ Reads params ``model.*``, ``train.*`` and the chosen optimizer's block ``optimiz
 (results) and ``runtime.*`` (speed and display only; not a
 DVC dependency). Writes ``models/model.npz``, ``metrics/train.json``,
 ``metrics/plots/history.csv``, and the untracked ``logs/train-timing.json``. Every
-``runtime.checkpoint_every`` generations (and on Ctrl-C) the whole run is saved to
+``runtime.checkpoint_every`` generations (and when stopped) the whole run is saved to
 ``.checkpoints/train-<key>.{a,b}.npz`` and ``.checkpoints/train-<key>.history``, ``<key>`` a hash
 of the params and data that affect results (:mod:`evomlp.checkpoint`). The next run with the same
 key resumes from it, and ends with the same bytes, only if the checkpoint was written by the same
@@ -12,15 +12,25 @@ source files (``evomlp/``, ``stages/``) and the same versions of Python, numpy, 
 scikit-learn and BLAS; otherwise, or if it is corrupt, it is moved to ``.checkpoints/set-aside/``
 with a one-line warning and the run starts afresh. A finished run removes its checkpoint and any
 of other keys.
+
+Ctrl-C, SIGTERM or SIGHUP, or the death of the process that started the stage (``dvc repro``
+killed: :class:`evomlp.lifeline.Lifeline`), stop training at the end of the generation: the
+checkpoint is saved, no output is written, one line says which generation the checkpoint holds,
+and the exit code is 130, 143 or 129. While it runs, the stage holds ``.checkpoints/train.lock``:
+a second train run fails at once with one line (exit code 2).
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import time
+import os
 
-from stages.common import (
+STARTED_BY = os.getppid()  # before the imports, which take a second: dvc may die meanwhile
+
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from stages.common import (  # noqa: E402
     CHECKPOINTS,
     CODE,
     LOGS,
@@ -32,17 +42,24 @@ from stages.common import (
     PREPARED,
     load_part,
     load_preprocessing,
+    outputs_lock,
     run_stage,
 )
 
-from evomlp.artifacts import save_csv, save_json, save_model
-from evomlp.checkpoint import Checkpoints, checkpoint_key, provenance
-from evomlp.params import BUNDLED_DATASETS, load_params
-from evomlp.trainer import HISTORY_COLUMNS
-from evomlp.training import train_network
+from evomlp.artifacts import save_csv, save_json, save_model  # noqa: E402
+from evomlp.checkpoint import Checkpoints, checkpoint_key, provenance  # noqa: E402
+from evomlp.lifeline import Lifeline  # noqa: E402
+from evomlp.params import BUNDLED_DATASETS, load_params  # noqa: E402
+from evomlp.trainer import HISTORY_COLUMNS  # noqa: E402
+from evomlp.training import train_network  # noqa: E402
 
 
 def main() -> None:
+    with outputs_lock(CHECKPOINTS / "train.lock", "train"):
+        train_stage(Lifeline(STARTED_BY))
+
+
+def train_stage(lifeline: Lifeline) -> None:
     params = load_params(PARAMS)
     model, train, runtime = params["model"], params["train"], params["runtime"]
     preprocessing = load_preprocessing()
@@ -54,7 +71,8 @@ def main() -> None:
     checkpoints = Checkpoints(CHECKPOINTS, "train", key, provenance(CODE))
     started = time.perf_counter()
     trained = train_network(
-        model, train, optimizer_settings, runtime, task, classes, train_part, validation_part, checkpoints
+        model, train, optimizer_settings, runtime, task, classes, train_part, validation_part, checkpoints,
+        stop_when=lifeline.lost,
     )
     spec, result, scoring, validation = trained.spec, trained.result, trained.scoring, trained.validation
     elapsed = time.perf_counter() - started
