@@ -33,6 +33,7 @@ after a run's outputs are written, removes its files and those of every other ke
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -156,6 +157,15 @@ def rows_to_history(rows: np.ndarray) -> list[dict]:
 
 
 # -- the files of a run -------------------------------------------------------------------------
+@contextlib.contextmanager
+def _disk_errors(directory: Path, doing: str):
+    """An ``OSError`` (disk full, permissions) in the block becomes a one-line :class:`EvomlpError`."""
+    try:
+        yield
+    except OSError as error:
+        raise EvomlpError(f"{directory}: cannot {doing} ({error.strerror or error})") from None
+
+
 class CheckpointRejected(EvomlpError):
     """A slot that must not be resumed; the message says why."""
 
@@ -216,6 +226,11 @@ class Checkpoints:
 
     # -- saving -----------------------------------------------------------------------------
     def save(self, state: TrainerState, optimizer, durable: bool = False) -> bool:
+        """Write ``state``, unless it is skipped (:meth:`_save`); a disk's error as one line."""
+        with _disk_errors(self.directory, "write the checkpoint"):
+            return self._save(state, optimizer, durable)
+
+    def _save(self, state: TrainerState, optimizer, durable: bool = False) -> bool:
         """Write ``state``: append its new history rows, then the state into the older slot, in
         place; return whether it was written.
 
@@ -265,6 +280,11 @@ class Checkpoints:
 
     # -- resuming ---------------------------------------------------------------------------
     def load(self, optimizer, n_weights: int) -> TrainerState | None:
+        """The state to resume, or ``None`` (:meth:`_load`); a disk's error as one line."""
+        with _disk_errors(self.directory, "resume or set aside the checkpoint"):
+            return self._load(optimizer, n_weights)
+
+    def _load(self, optimizer, n_weights: int) -> TrainerState | None:
         """The state of the newest slot that passes every check (for ``optimizer`` on a network of
         ``n_weights``), or ``None`` (no checkpoint, or all set aside: :attr:`set_aside` says why)."""
         self.set_aside = ""
@@ -385,6 +405,11 @@ class Checkpoints:
 
     # -- the end of a run -------------------------------------------------------------------
     def finish(self) -> list[Path]:
+        """Remove the run's checkpoint and the others (:meth:`_finish`); a disk's error as one line."""
+        with _disk_errors(self.directory, "remove the finished run's checkpoints"):
+            return self._finish()
+
+    def _finish(self) -> list[Path]:
         """After the run's outputs are written: remove its files and every other
         ``<name>-*`` file (other keys' checkpoints, their temporaries); return what was removed.
         ``set-aside/`` and other names stay."""

@@ -12,6 +12,7 @@ from test_trainer import PROVENANCE, make_trainer
 from evomlp import checkpoint
 from evomlp.artifacts import load_npz, save_npz
 from evomlp.checkpoint import ROW_BYTES, Checkpoints, history_to_rows, provenance, rows_to_history
+from evomlp.errors import EvomlpError
 
 SETTINGS = dict(l2=1e-3)
 
@@ -232,3 +233,13 @@ def test_writes_are_skipped_to_keep_their_share_of_the_time_but_never_a_durable_
     assert checkpoints.save(state, trainer.optimizer) and checkpoints.saved_generation == 2
     loaded = Checkpoints(tmp_path, "train", "k", PROVENANCE).load(trainer.optimizer, population.shape[1])
     assert loaded.optimizer.generation == 2 and loaded.history == state.history
+
+
+def test_a_disk_error_while_saving_is_one_line_naming_the_folder(small_problem, tmp_path):
+    trainer, population, rng, _ = make_trainer(small_problem, max_generations=3, **SETTINGS)
+    state = trainer.start(population, rng)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the checkpoints would go")
+    with pytest.raises(EvomlpError) as error:
+        Checkpoints(blocked, "train", "k", PROVENANCE).save(state, trainer.optimizer)
+    assert str(error.value).startswith(f"{blocked}: cannot write the checkpoint (") and "\n" not in str(error.value)

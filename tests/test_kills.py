@@ -244,3 +244,12 @@ def stage_process(repo: Path) -> int:
         if b"stages.train" in command and b"-c" not in command:  # not a `$SHELL -c` before it
             return pid
     raise AssertionError("no train stage is running")
+
+
+def test_a_checkpoint_folder_that_cannot_be_made_is_one_line_not_a_traceback(repo):
+    run([sys.executable, "-m", "stages.prepare"], repo)
+    (repo / ".checkpoints").write_text("a file where the folder should be")
+    result = run([sys.executable, "-m", "stages.train"], repo, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: .checkpoints/train.lock: cannot create the lock of the train stage (")
+    assert len(result.stderr.splitlines()) == 1
