@@ -5,7 +5,11 @@ folder, are flushed to disk, and the file is renamed over the target, so a crash
 old file or the new one, never half of one. Files get the usual mode (0666 less the umask). A
 stage's outputs are written as one (:class:`Outputs`): checked writable before any work, then
 every file written to its temporary, and only when all are written, renamed onto their targets
-back to back; a failure before that leaves every old output as it was. ``.npz`` files are written with a fixed timestamp on
+back to back; a failure before that leaves every old output as it was.
+A temporary is named
+``.<target name>.<writer's pid>-<random>.evomlp-tmp`` (gitignored and dvcignored by that suffix);
+one left by a writer that was killed is removed by the next write of the same target, once its
+pid is no longer alive (:func:`remove_stale_temporaries`). ``.npz`` files are written with a fixed timestamp on
 every zip entry (numpy's own ``savez`` stamps the current time), so the same arrays always give the
 same bytes and DVC sees no change when nothing changed.
 """
@@ -14,10 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import glob
 import io
 import json
 import math
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -31,6 +37,41 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # 2: the model also holds its target column's name and, as JSON, its training settings and
 # training-time metrics (what `evomlp info` shows); 1 had neither.
 MODEL_FORMAT_VERSION = 2
+TEMP_SUFFIX = ".evomlp-tmp"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporaries of ``path`` (beside it) left by writers that died; return them.
+
+    A temporary whose writer's pid is alive is kept (a concurrent write of the same target). Names
+    of the format before the pid was recorded (``.<name>.<8 characters>.tmp``) are removed too."""
+    path = Path(path)
+    name = re.escape(path.name)
+    ours = re.compile(rf"\.{name}\.(\d+)-[^/]+{re.escape(TEMP_SUFFIX)}")
+    legacy = re.compile(rf"\.{name}\.[a-z0-9_]{{8}}\.tmp")
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*"))
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = ours.fullmatch(candidate.name)
+        stale = (match is not None and not _process_alive(int(match.group(1)))) or legacy.fullmatch(candidate.name)
+        if stale:
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
 
 
 def _current_umask() -> int:
@@ -58,12 +99,14 @@ def _staging_for(path: Path):
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success, fsync and rename it onto ``path`` (or,
-    while :meth:`Outputs.written` holds ``path``, when all the outputs are written). A write error
-    is an :class:`EvomlpError` naming ``path``."""
+    while :meth:`Outputs.written` holds ``path``, when all the outputs are written). Stale
+    temporaries of ``path`` (of killed writers) are removed first. A write error is an
+    :class:`EvomlpError` naming ``path``."""
     path = Path(os.path.abspath(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        remove_stale_temporaries(path)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=path.parent)
         os.close(handle)
     except OSError as error:
         raise _write_error(path, error) from None
@@ -146,7 +189,7 @@ def _check_writable(path: Path) -> None:
     try:
         if not folder.is_dir():
             raise NotADirectoryError(f"{folder} is not a folder")
-        handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        handle, probe = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=folder)
         os.close(handle)
         os.unlink(probe)
     except OSError as error:
@@ -164,15 +207,27 @@ def save_npz(path: str | Path, arrays: dict[str, Any]) -> None:
     """
     with atomic_path(path) as temporary:
         with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
-            for name in sorted(arrays):
-                array = np.asarray(arrays[name])
-                if array.dtype.hasobject:
-                    raise EvomlpError(f"{path}: array {name!r} holds Python objects; not saved")
-                buffer = io.BytesIO()
-                np.lib.format.write_array(buffer, np.array(array, order="C", copy=None), allow_pickle=False)
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, buffer.getvalue())
+            write_npz_entries(archive, arrays, path)
+
+
+def write_npz_entries(archive: zipfile.ZipFile, arrays: dict[str, Any], path: str | Path) -> None:
+    """Add ``arrays`` to an open ``.npz`` archive, sorted by name, with the fixed timestamp
+    (``path`` names the file in the error for an object array)."""
+    for name in sorted(arrays):
+        array = np.asarray(arrays[name], order="C")
+        if array.dtype.hasobject:
+            raise EvomlpError(f"{path}: array {name!r} holds Python objects; not saved")
+        info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+        info.external_attr = 0o644 << 16
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+        try:
+            data = memoryview(array.reshape(-1)).cast("B")  # streamed from the array's memory: no copy
+        except (TypeError, ValueError):  # a dtype the buffer protocol cannot show (datetime64)
+            data = array.tobytes()
+        with archive.open(info, "w") as entry:
+            entry.write(header.getvalue())
+            entry.write(data)
 
 
 def load_npz(path: str | Path, required: tuple[str, ...] = (), what: str = "file") -> dict[str, np.ndarray]:

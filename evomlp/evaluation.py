@@ -30,7 +30,18 @@ the problem's :attr:`FitnessProblem.token` and a chunk; a worker keeps the probl
 a small per-process cache and answers "missing" when it does not know the token, and only then is
 the problem itself (its ``X`` and ``y``) sent, to that worker. :attr:`PopulationEvaluator.n_problem_sends`
 counts those sends (once per worker process per run, unless a worker is restarted). Chunks of
-1 MB or more go through a shared file (``/dev/shm``) instead of a pipe.
+1 MB or more go through a shared file (``/dev/shm``) instead of a pipe; the file is unlinked as
+soon as it is made and the workers open it through ``/proc/<pid>/fd/<fd>``, so its memory is freed
+when the training process and its workers are gone, however they end (a kill leaves nothing in
+``/dev/shm``).
+
+Worker processes never outlive the training process and never see a Ctrl-C
+(:mod:`evomlp.lifeline`): they are started with SIGINT held back and ignore it, so the trainer
+finishes its generation and saves it; each exits within a fraction of a second of its parent's
+death. (loky's semaphores, ``/dev/shm/sem.loky-<pid>-*``, are unlinked by loky's resource
+tracker, which exits when the last worker has. joblib's own memmapping of big arguments is not in
+play: ``loky`` drives loky's executor directly, and joblib's ``dask`` backend does not memmap;
+measured, a dask run of a 600 x 4,097 population leaves no ``joblib_memmapping_folder_*``.)
 """
 
 from __future__ import annotations
@@ -39,13 +50,13 @@ import os
 import threading
 import uuid
 from collections import OrderedDict
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from evomlp import numerics
+from evomlp import lifeline, numerics
 from evomlp.allocator import keep_freed_memory
 from evomlp.errors import EvomlpError
 from evomlp.losses import accuracy, class_weights, task_loss
@@ -118,6 +129,13 @@ def _blas_pinned_for_run() -> Iterator[None]:
             if _PINNED_RUNS == 0:
                 _PIN_LIMITER.restore_original_limits()
                 _PIN_LIMITER = None
+
+
+def _start_worker(parent_pid: int) -> None:
+    """A loky worker's initializer: one BLAS thread, SIGINT ignored, exit with the parent."""
+    lifeline.ignore_interrupts()
+    lifeline.exit_with_parent(parent_pid)
+    _pin_process_blas()
 
 
 def _pin_process_blas() -> None:
@@ -279,8 +297,10 @@ _WORKER_LOCK = threading.Lock()
 
 @dataclass(frozen=True)
 class _SharedChunk:
-    """Rows ``start:stop`` of a population written by the calling process into a shared file."""
+    """Rows ``start:stop`` of a population written by the calling process into a shared file
+    (``token`` names the file: its ``path`` in ``/proc`` may be another file's later)."""
 
+    token: str
     path: str
     dtype: str
     shape: tuple[int, int]
@@ -292,10 +312,10 @@ def _chunk_array(chunk: np.ndarray | _SharedChunk) -> np.ndarray:
     if isinstance(chunk, np.ndarray):
         return chunk
     with _WORKER_LOCK:
-        buffer = _WORKER_BUFFERS.get(chunk.path)
+        buffer = _WORKER_BUFFERS.get(chunk.token)
         if buffer is None or buffer.shape != chunk.shape:
             buffer = np.memmap(chunk.path, dtype=chunk.dtype, mode="r", shape=chunk.shape)
-            _WORKER_BUFFERS[chunk.path] = buffer
+            _WORKER_BUFFERS[chunk.token] = buffer
             while len(_WORKER_BUFFERS) > 2:
                 _WORKER_BUFFERS.popitem(last=False)
     return np.asarray(buffer[chunk.start : chunk.stop])
@@ -438,11 +458,23 @@ def _process_pool(n_workers: int):
             if pool is not None and _PROCESS_POOL_KEY is not None and _PROCESS_POOL_KEY[0] == os.getpid():
                 pool.shutdown(wait=False)
             one_thread = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-            pool = ProcessPoolExecutor(
-                max_workers=n_workers, timeout=WORKER_IDLE_TIMEOUT, initializer=_pin_process_blas, env=one_thread
-            )
+            with lifeline.children_ignore_interrupts():  # loky's resource tracker starts here
+                pool = ProcessPoolExecutor(
+                    max_workers=n_workers, timeout=WORKER_IDLE_TIMEOUT, initializer=_start_worker,
+                    initargs=(os.getpid(),), env=one_thread,
+                )
             _PROCESS_POOL, _PROCESS_POOL_KEY = pool, key
         return pool
+
+
+def _may_start_workers(pool):
+    """Around a submit to ``pool``: if it may start worker processes (loky starts them all at a
+    submit that finds fewer than its size), they start ignoring SIGINT
+    (:func:`evomlp.lifeline.children_ignore_interrupts`); otherwise nothing is done."""
+    processes, size = getattr(pool, "_processes", None), getattr(pool, "_max_workers", None)
+    if processes is not None and size is not None and len(processes) >= size:
+        return nullcontext()
+    return lifeline.children_ignore_interrupts()
 
 
 def shutdown_workers() -> None:
@@ -455,19 +487,33 @@ def shutdown_workers() -> None:
 
 
 class _SharedPopulation:
-    """A file in ``/dev/shm`` (or the temp dir) holding the population sent to process workers."""
+    """A file in ``/dev/shm`` (or the temp dir) holding the population sent to process workers.
+
+    Where ``/proc`` is available the file is unlinked at once and :attr:`path` is
+    ``/proc/<pid>/fd/<fd>``, which the workers open while this process holds the descriptor: no
+    name is left behind by a kill. Elsewhere the named file is removed on :meth:`close`."""
 
     def __init__(self, rows: int, dim: int, dtype: str):
+        import mmap
         import tempfile
         import weakref
 
         folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        handle, self.path = tempfile.mkstemp(prefix=f"evomlp-{os.getpid()}-", suffix=".population", dir=folder)
-        os.close(handle)
+        handle, name = tempfile.mkstemp(prefix=f"evomlp-{os.getpid()}-", suffix=".population", dir=folder)
+        self.token = os.path.basename(name)
+        self.path = f"/proc/{os.getpid()}/fd/{handle}"
+        if os.path.exists(self.path):
+            os.unlink(name)
+            name = None
+        else:  # pragma: no cover - no /proc
+            self.path = name
         self.shape = (rows, dim)
         self.dtype = dtype
-        self.array = np.memmap(self.path, dtype=dtype, mode="w+", shape=self.shape)
-        self._finalizer = weakref.finalize(self, _remove_file, self.path)
+        nbytes = rows * dim * np.dtype(dtype).itemsize
+        os.ftruncate(handle, nbytes)
+        self._map = mmap.mmap(handle, nbytes)
+        self.array = np.ndarray(self.shape, dtype=dtype, buffer=self._map)
+        self._finalizer = weakref.finalize(self, _release, handle, self._map, name)
 
     def fits(self, rows: int, dim: int, dtype: str) -> bool:
         return rows <= self.shape[0] and dim == self.shape[1] and dtype == self.dtype
@@ -477,11 +523,12 @@ class _SharedPopulation:
         self._finalizer()
 
 
-def _remove_file(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+def _release(handle: int, mapping, name: str | None) -> None:
+    for release in (mapping.close, lambda: os.close(handle), lambda: name and os.remove(name)):
+        try:
+            release()
+        except (OSError, BufferError):
+            pass
 
 
 class PopulationEvaluator:
@@ -664,7 +711,7 @@ class PopulationEvaluator:
             shared = self._shared = _SharedPopulation(size, dim, dtype)
         # One pass: cast (float32) and write; the same values as astype in the calling process.
         np.copyto(shared.array[:size], population, casting="same_kind")
-        return [_SharedChunk(shared.path, dtype, shared.shape, start, stop) for start, stop in bounds]
+        return [_SharedChunk(shared.token, shared.path, dtype, shared.shape, start, stop) for start, stop in bounds]
 
     def _run_in_processes(self, population, bounds, rows) -> list[np.ndarray]:
         problem = self.problem
@@ -674,10 +721,11 @@ class PopulationEvaluator:
         # token, and a worker that does not know it (one that got no chunk yet, or one started
         # again after an idle timeout) answers None and then gets the problem, once.
         send = not self._sent_once
-        futures = [
-            self._processes.submit(_cached_chunk_loss, token, problem if send else None, chunk, rows)
-            for chunk in chunks
-        ]
+        with _may_start_workers(self._processes):
+            futures = [
+                self._processes.submit(_cached_chunk_loss, token, problem if send else None, chunk, rows)
+                for chunk in chunks
+            ]
         if send:
             self.n_problem_sends += len(chunks)
             self._sent_once = True
@@ -686,10 +734,11 @@ class PopulationEvaluator:
         results = [future.result() for future in futures]
         missing = [index for index, result in enumerate(results) if result is None]
         if missing:
-            resent = [
-                self._processes.submit(_cached_chunk_loss, token, problem, chunks[index], rows)
-                for index in missing
-            ]
+            with _may_start_workers(self._processes):
+                resent = [
+                    self._processes.submit(_cached_chunk_loss, token, problem, chunks[index], rows)
+                    for index in missing
+                ]
             self.n_problem_sends += len(missing)
             for index, future in zip(missing, resent):
                 results[index] = future.result()
@@ -762,9 +811,10 @@ def _dask_backend(scheduler_address: str | None, n_workers: int):
                 f"{SCHEDULER_TIMEOUT_S} s ({reason})"
             ) from None
     else:
-        cluster = stack.enter_context(
-            LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
-        )
+        with lifeline.children_ignore_interrupts():  # its processes never see a Ctrl-C: the trainer decides
+            cluster = stack.enter_context(
+                LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            )
         client = stack.enter_context(Client(cluster))
     stack.enter_context(joblib.parallel_backend("dask", client=client))
     return stack

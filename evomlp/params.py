@@ -407,8 +407,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                    "cluster of n_jobs workers"),
         "progress": Field(True, boolean, "a progress bar and status lines on stderr"),
         "checkpoint_every": Field(100, integer(0, INT64_MAX),
-                                  "save the whole run to .checkpoints/ every this many generations (and on Ctrl-C) "
-                                  "for a bit-exact resume; 0: on Ctrl-C only"),
+                                  "save the whole run to .checkpoints/ every this many generations (fewer if "
+                                  "writing would take over 10% of the run's time) and when stopped (Ctrl-C, "
+                                  "SIGTERM, dvc killed), for a bit-exact resume by the same code and libraries; "
+                                  "0: only when stopped"),
         "live_every": Field(50, integer(0, INT64_MAX),
                             "the train stage rewrites metrics/train/metrics.json (dvclive) every this many "
                             "generations with the run so far, for dvc exp show and dvc metrics show; 0: only at the end"),

@@ -10,6 +10,11 @@ network. ``patience`` stops a run after that many generations without a validati
 A run is a :class:`TrainerState`, plain arrays and numbers: :meth:`Trainer.run` can start from a
 saved one (a checkpoint) and ends with the same result as an uninterrupted run, because every
 random number comes from the optimizer state's generator.
+
+A run stops early, at the end of a generation (so the state is whole, and checkpointed when a
+callback is set), on Ctrl-C (SIGINT), SIGTERM or SIGHUP, or when ``stop_when`` says so (the train
+stage's: its parent, ``dvc``, is gone; :mod:`evomlp.lifeline`); it then raises :class:`Stopped`. A
+second signal interrupts a generation at once, except while the checkpoint is being written.
 """
 
 from __future__ import annotations
@@ -65,6 +70,21 @@ class TrainerState:
     n_nonfinite: int = 0
 
 
+class Stopped(KeyboardInterrupt):
+    """A run stopped before its end. ``reason`` says by what; ``exit_code`` is the shell's for it
+    (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP or a parent gone); ``completed``: at the end of a
+    generation (its state whole, and saved if the trainer has a checkpoint callback), else in the
+    middle of one (a second signal)."""
+
+    def __init__(self, reason: str, exit_code: int, completed: bool = True):
+        super().__init__(reason)
+        self.reason, self.exit_code, self.completed = reason, exit_code, completed
+
+
+STOP_SIGNALS = {"SIGINT": ("Ctrl-C (SIGINT)", 130), "SIGTERM": ("SIGTERM", 143), "SIGHUP": ("SIGHUP", 129)}
+PARENT_GONE_EXIT = 129  # as for a hang-up: whoever started the run is gone
+
+
 @dataclass(frozen=True)
 class TrainResult:
     weights: np.ndarray
@@ -81,7 +101,10 @@ class Trainer:
 
     ``optimizer`` follows :mod:`evomlp.protocol` (any family); ``evaluate``
     is a :class:`PopulationEvaluator` (entered), which builds the proposed trials and evaluates
-    them; ``validation`` scores single networks on held-out rows.
+    them; ``validation`` scores single networks on held-out rows. ``checkpoint(state, durable=...)``
+    is called every ``checkpoint_every`` generations (``durable`` False: it may skip a write,
+    :meth:`evomlp.checkpoint.Checkpoints.save`) and when the run stops early (``durable`` True).
+    ``stop_when()``, called at the end of every generation, returns why the run must stop, or ``""``.
     """
 
     def __init__(
@@ -92,7 +115,8 @@ class Trainer:
         train_scoring: FitnessProblem,
         config: TrainConfig,
         progress: bool = False,
-        checkpoint: Callable[[TrainerState], None] | None = None,
+        checkpoint: Callable[..., object] | None = None,
+        stop_when: Callable[[], str] | None = None,
         report: Callable[[TrainerState], None] | None = None,
     ):
         self.optimizer = optimizer
@@ -102,6 +126,7 @@ class Trainer:
         self.config = config
         self.progress = progress
         self.checkpoint = checkpoint
+        self.stop_when = stop_when
         self.report = report
         self.timings = {"evaluation_s": 0.0, "optimizer_s": 0.0, "validation_s": 0.0}
 
@@ -167,31 +192,39 @@ class Trainer:
     def run(self, state: TrainerState) -> TrainResult:
         """Step until a stop criterion holds; checkpoints every ``checkpoint_every`` generations.
 
-        Ctrl-C (SIGINT) is deferred to the end of the current generation, so the state is whole:
-        it is checkpointed (when a checkpoint callback is set) and ``KeyboardInterrupt`` is raised.
-        A second Ctrl-C interrupts at once.
+        A stop request (a signal, ``stop_when``; see the module docstring) is honoured at the end
+        of the generation: the state is checkpointed (``durable``) and :class:`Stopped` is
+        raised, even after the last generation, so that nothing is written by a run that was
+        asked to stop. A second signal raises :class:`Stopped` (``completed`` False) at once.
         """
         bar = self._progress_bar(state)
         started = time.perf_counter()
         start_evaluations = state.optimizer.n_evaluations
-        with _deferred_interrupt() as interrupted:
+        with _StopRequests(self.stop_when) as stops:
             try:
                 while not (reason := self.stop_reason(state)):
                     self.step(state)
-                    generation = state.optimizer.generation
+                    stop = stops.pending()
                     every = self.config.checkpoint_every
-                    if self.checkpoint and (interrupted() or (every and generation % every == 0)):
-                        self.checkpoint(state)
-                    if interrupted():
-                        raise KeyboardInterrupt
+                    if self.checkpoint and (stop or (every and state.optimizer.generation % every == 0)):
+                        with stops.saving():
+                            self.checkpoint(state, durable=bool(stop))
+                    if stop:
+                        raise Stopped(stop, stops.exit_code)
                     report_every = self.config.report_every
-                    if self.report and report_every and generation % report_every == 0:
+                    if self.report and report_every and state.optimizer.generation % report_every == 0:
                         self.report(state)
                     if bar is not None:
-                        self._show_progress(bar, state, started, start_evaluations)
+                        bar = self._show_progress(bar, state, started, start_evaluations)
+                if stop := stops.pending():
+                    if self.checkpoint:
+                        with stops.saving():
+                            self.checkpoint(state, durable=True)
+                    raise Stopped(stop, stops.exit_code)
             finally:
                 if bar is not None:
-                    bar.close()
+                    with contextlib.suppress(OSError):
+                        bar.close()
         state.stop_reason = reason
         return TrainResult(
             weights=state.best_weights.copy(),
@@ -222,7 +255,8 @@ class Trainer:
             metrics["validation_accuracy"] = row["validation_accuracy"]
         return metrics
 
-    def _show_progress(self, bar, state: TrainerState, started: float, start_evaluations: int) -> None:
+    def _show_progress(self, bar, state: TrainerState, started: float, start_evaluations: int):
+        """Update the bar; the bar, or ``None`` once stderr is gone (a closed pipe must not end a run)."""
         elapsed = max(time.perf_counter() - started, 1e-9)
         last = state.history[-1]
         postfix = {
@@ -232,8 +266,12 @@ class Trainer:
         }
         if last["validation_accuracy"] is not None:
             postfix["val_acc"] = f"{last['validation_accuracy']:.3f}"
-        bar.set_postfix(postfix, refresh=False)
-        bar.update(1)
+        try:
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
+        except OSError:
+            return None
+        return bar
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -301,22 +339,51 @@ class Trainer:
         )
 
 
-@contextlib.contextmanager
-def _deferred_interrupt():
-    """Within the block, a first SIGINT only sets a flag (read by calling the yielded function);
-    a second one raises ``KeyboardInterrupt`` at once. Outside the main thread, nothing changes."""
-    flag = {"set": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
+class _StopRequests:
+    """Within the block (main thread only), SIGINT, SIGTERM and SIGHUP only record a stop request,
+    read by :meth:`pending` at the end of a generation, which also asks ``stop_when``; a second
+    signal raises :class:`Stopped` at once, except within :meth:`saving`. Outside the main thread,
+    signals are left alone."""
 
-    def handler(signum, frame):
-        if flag["set"]:
-            raise KeyboardInterrupt
-        flag["set"] = True
+    def __init__(self, stop_when: Callable[[], str] | None):
+        self.stop_when = stop_when
+        self.reason = ""
+        self.exit_code = 0
+        self._saving = False
+        self._previous: dict = {}
 
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: flag["set"]
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    def __enter__(self) -> "_StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for name in STOP_SIGNALS:
+                if hasattr(signal, name):
+                    number = getattr(signal, name)
+                    self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number, frame) -> None:
+        reason, exit_code = STOP_SIGNALS[signal.Signals(number).name]
+        if not self.reason:
+            self.reason, self.exit_code = reason, exit_code
+        elif not self._saving:  # a second request: now, in the middle of the generation
+            raise Stopped(f"{reason}, a second stop request", exit_code, completed=False)
+
+    def pending(self) -> str:
+        """Why the run must stop now (a signal received, or ``stop_when``), or ``""``."""
+        if not self.reason and self.stop_when is not None:
+            lost = self.stop_when()
+            if lost:
+                self.reason, self.exit_code = lost, PARENT_GONE_EXIT
+        return self.reason
+
+    @contextlib.contextmanager
+    def saving(self):
+        """A checkpoint write, which no signal interrupts."""
+        self._saving = True
+        try:
+            yield
+        finally:
+            self._saving = False

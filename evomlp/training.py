@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from evomlp import optimizers
-from evomlp.checkpoint import load_checkpoint, save_checkpoint
+from evomlp.checkpoint import Checkpoints
 from evomlp.evaluation import FitnessProblem, PopulationEvaluator
 from evomlp.network import MLPSpec, initial_population, initial_scales, per_weight
 from evomlp.resources import check_resources
-from evomlp.trainer import TrainConfig, Trainer, TrainerState, TrainResult
+from evomlp.trainer import STOP_SIGNALS, Stopped, TrainConfig, Trainer, TrainerState, TrainResult
 
 
 def build_spec(model: dict, task: str, n_inputs: int, classes: np.ndarray, y: np.ndarray) -> MLPSpec:
@@ -42,6 +41,28 @@ class TrainedNetwork:
     timings: dict
 
 
+def say(line: str) -> None:
+    """``line`` on stderr, unless stderr is gone (a closed pipe must not hide what happened)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def stop_message(stop: KeyboardInterrupt, checkpoints: Checkpoints) -> str:
+    """One line: why the run stopped, and exactly which generation its checkpoint holds."""
+    if isinstance(stop, Stopped) and stop.completed:
+        head = f"train: stopped at the end of generation {checkpoints.saved_generation} ({stop.reason})"
+    else:
+        reason = stop.reason if isinstance(stop, Stopped) else STOP_SIGNALS["SIGINT"][0]
+        head = f"train: stopped in the middle of a generation ({reason})"
+    if checkpoints.saved_generation is None:
+        saved = "no generation is saved, the next run starts afresh"
+    else:
+        saved = f"generation {checkpoints.saved_generation} is saved in {checkpoints.path}, the next run resumes from it"
+    return f"{head}; {saved}; no outputs written"
+
+
 def initial_deviation(spec: MLPSpec, train: dict, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """Per-weight standard deviation of the initial population ``(D,)``: its uniform half-width
     over sqrt(3) (evolution strategies scale their step sizes by it)."""
@@ -60,15 +81,18 @@ def train_network(
     classes: np.ndarray,
     train_part: tuple[np.ndarray, np.ndarray],
     validation_part: tuple[np.ndarray, np.ndarray],
-    checkpoint_path: Path | None = None,
-    key: str = "",
+    checkpoints: Checkpoints | None = None,
+    stop_when: Callable[[], str] | None = None,
     report: Callable[[TrainerState], None] | None = None,
 ) -> TrainedNetwork:
     """Train one network from validated params sections (``model``, ``train``, the chosen
     optimizer's block ``optimizer_settings``, ``runtime``).
 
-    With ``checkpoint_path``, the run resumes from that file if it exists and saves to it every
-    ``runtime.checkpoint_every`` generations and on Ctrl-C. With ``report``, it is called with the
+    With ``checkpoints``, the run resumes from them if they pass their checks (otherwise they are
+    set aside with a one-line warning on stderr, :meth:`Checkpoints.load`) and saves to them every
+    ``runtime.checkpoint_every`` generations and when the run is stopped: by Ctrl-C, SIGTERM,
+    SIGHUP or ``stop_when`` (:class:`evomlp.trainer.Trainer`), which raise
+    :class:`~evomlp.trainer.Stopped` after one line on stderr saying which generation the files hold. With ``report``, it is called with the
     run's state every ``runtime.live_every`` generations (:meth:`Trainer.progress_metrics` turns
     that into the metrics so far).
     """
@@ -104,38 +128,34 @@ def train_network(
         max_evaluations=train["max_evaluations"],
         patience=train["patience"],
         minibatch_size=train["minibatch_size"],
-        checkpoint_every=runtime["checkpoint_every"] if checkpoint_path else 0,
+        checkpoint_every=runtime["checkpoint_every"] if checkpoints is not None else 0,
         report_every=runtime["live_every"] if report else 0,
     )
     checkpoint = None
-    if checkpoint_path is not None:
-        checkpoint = lambda state: save_checkpoint(checkpoint_path, state, key, optimizer)  # noqa: E731
+    if checkpoints is not None:
+        checkpoint = lambda state, durable=False: checkpoints.save(state, optimizer, durable)  # noqa: E731
     with PopulationEvaluator(
         problem, runtime["n_jobs"], runtime["backend"], runtime["scheduler_address"], population_size=train["population_size"]
     ) as evaluate:
-        trainer = Trainer(
-            optimizer, evaluate, validation, scoring, config, progress=runtime["progress"], checkpoint=checkpoint,
-            report=report,
-        )
+        trainer = Trainer(optimizer, evaluate, validation, scoring, config, progress=runtime["progress"],
+                          checkpoint=checkpoint, stop_when=stop_when, report=report)
         if runtime["progress"]:
             workers = "in-process" if evaluate.n_jobs == 1 else f"{evaluate.n_jobs} workers ({runtime['backend']})"
             print(f"train: evaluating {workers} (runtime.n_jobs {runtime['n_jobs']})", file=sys.stderr)
-        if checkpoint_path is not None and checkpoint_path.exists():
-            state = load_checkpoint(checkpoint_path, key, optimizer)
-            print(f"train: resuming from generation {state.optimizer.generation} ({checkpoint_path})", file=sys.stderr)
-        else:
-            population = initial_population(
-                spec, rng, train["population_size"], train["init"], train["init_scale"], lower, upper
-            )
-            state = trainer.start(population, rng)
+        state = None if checkpoints is None else checkpoints.load(optimizer, spec.n_weights)
+        if checkpoints is not None and checkpoints.set_aside:
+            say(f"warning: {checkpoints.set_aside}")
+        if state is not None:
+            say(f"train: resuming from generation {state.optimizer.generation} ({checkpoints.path})")
         try:
-            result = trainer.run(state)
-        except KeyboardInterrupt:
-            if checkpoint_path is not None:
-                print(
-                    f"train: interrupted at generation {state.optimizer.generation}; state saved to "
-                    f"{checkpoint_path}; run dvc repro to resume",
-                    file=sys.stderr,
+            if state is None:
+                population = initial_population(
+                    spec, rng, train["population_size"], train["init"], train["init_scale"], lower, upper
                 )
+                state = trainer.start(population, rng)
+            result = trainer.run(state)
+        except KeyboardInterrupt as stop:
+            if checkpoints is not None:
+                say(stop_message(stop, checkpoints))
             raise
     return TrainedNetwork(spec, result, scoring, validation, dict(trainer.timings, n_workers=evaluate.n_jobs))

@@ -2,17 +2,21 @@
 
 A stage turns :class:`evomlp.EvomlpError` (bad params, data or model files) into one line on
 stderr, ``error: <file or key>: <what was expected>``, and exit code 2, with no traceback. Ctrl-C
-exits with 130. Every output is written atomically by :mod:`evomlp.artifacts`, and only after all
-of the stage's work has succeeded. A stage takes no arguments: ``--help`` (``-h``) prints its
+exits with 130 (the train stage's stops, :class:`evomlp.trainer.Stopped`, with their own code: 143
+SIGTERM, 129 SIGHUP or dvc gone). Every output is written atomically by :mod:`evomlp.artifacts`,
+and only after all of the stage's work has succeeded; :func:`outputs_lock` keeps a second run of
+a stage off its outputs. A stage takes no arguments: ``--help`` (``-h``) prints its
 docstring and exits 0 without running it; any other argument is a one-line error, exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -28,6 +32,8 @@ PLOTS = METRICS / "plots"
 LIVE = METRICS / "train"  # dvclive's directory: metrics/train/metrics.json
 LOGS = Path("logs")
 CHECKPOINTS = Path(".checkpoints")
+# the source files whose hash a checkpoint records (evomlp.checkpoint.provenance): the library's and the stages'
+CODE = (Path(numerics.__file__).resolve().parent, Path(__file__).resolve().parent)
 PARTS = ("train", "validation", "test")
 
 
@@ -65,9 +71,43 @@ def run_stage(main: Callable[[], None], argv: list[str] | None = None) -> None:
         message = " ".join(str(error).split())
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or evomlp.trainer.Stopped (a signal, dvc gone)
+        try:
+            print("interrupted", file=sys.stderr)
+        except OSError:
+            pass
+        sys.exit(getattr(stop, "exit_code", 130))
+
+
+@contextlib.contextmanager
+def outputs_lock(path: Path, stage: str) -> Iterator[None]:
+    """Hold an exclusive lock (``fcntl.flock``) on ``path`` for the block, so that two runs of
+    ``stage`` never write the same outputs: a second one fails at once with one line naming the
+    lock and the pid of the run holding it. The lock ends with the holder, however it ends; the
+    file (gitignored with ``.checkpoints/``) stays, holding the last holder's pid."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+    except OSError as error:
+        raise EvomlpError(f"{path}: cannot create the lock of the {stage} stage ({error.strerror or error})") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise EvomlpError(f"{path}: another {stage} run (pid {holder}) holds this lock and is writing its "
+                              "outputs; wait for it to end, or stop it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
 
 
 PREPARED_WHAT = "prepared data (run the prepare stage)"

@@ -4,21 +4,37 @@ Reads params ``model.*``, ``train.*`` and the chosen optimizer's block ``optimiz
 (results) and ``runtime.yaml`` (speed and display only; not a DVC dependency). Writes
 ``models/model.npz``, ``metrics/train/metrics.json`` (through dvclive, rewritten every
 ``runtime.live_every`` generations with the run so far, so ``dvc exp show`` and ``dvc metrics show``
-follow a run; see :mod:`stages.live`), ``metrics/plots/history.csv``, and the untracked
-``logs/train-timing.json``. Every
-``runtime.checkpoint_every`` generations (and on Ctrl-C) the whole run is saved to
-``.checkpoints/train-<key>.npz``, ``<key>`` a hash of the params and data that affect results; the
-next run with the same key resumes from it and ends with the same bytes; a finished run removes it.
+follow a run; see :mod:`stages.live`), ``metrics/plots/history.csv`` (the three all or none), and
+the untracked ``logs/train-timing.json``. Every
+``runtime.checkpoint_every`` generations (and when stopped) the whole run is saved to
+``.checkpoints/train-<key>.{a,b}.npz`` and ``.checkpoints/train-<key>.history``, ``<key>`` a hash
+of the params and data that affect results (:mod:`evomlp.checkpoint`). The next run with the same
+key resumes from it, and ends with the same bytes, only if the checkpoint was written by the same
+source files (``evomlp/``, ``stages/``) and the same versions of Python, numpy, scipy, numba,
+scikit-learn and BLAS; otherwise, or if it is corrupt, it is moved to ``.checkpoints/set-aside/``
+with a one-line warning and the run starts afresh. A finished run removes its checkpoint and any
+of other keys.
+
+Ctrl-C, SIGTERM or SIGHUP, or the death of the process that started the stage (``dvc repro``
+killed: :class:`evomlp.lifeline.Lifeline`), stop training at the end of the generation: the
+checkpoint is saved, no output is written, one line says which generation the checkpoint holds,
+and the exit code is 130, 143 or 129. While it runs, the stage holds ``.checkpoints/train.lock``:
+a second train run fails at once with one line (exit code 2).
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import time
+import os
 
-from stages.common import (
+STARTED_BY = os.getppid()  # before the imports, which take a second: dvc may die meanwhile
+
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from stages.common import (  # noqa: E402
     CHECKPOINTS,
+    CODE,
     LIVE,
     LOGS,
     MODEL,
@@ -28,19 +44,26 @@ from stages.common import (
     PREPARED,
     load_part,
     load_preprocessing,
+    outputs_lock,
     run_stage,
 )
 
-from stages.live import LiveMetrics
+from stages.live import LiveMetrics  # noqa: E402
 
-from evomlp.artifacts import Outputs, save_csv, save_model
-from evomlp.checkpoint import checkpoint_key
-from evomlp.params import BUNDLED_DATASETS, load_params
-from evomlp.trainer import HISTORY_COLUMNS, Trainer
-from evomlp.training import train_network
+from evomlp.artifacts import Outputs, save_csv, save_model  # noqa: E402
+from evomlp.checkpoint import Checkpoints, checkpoint_key, provenance  # noqa: E402
+from evomlp.lifeline import Lifeline  # noqa: E402
+from evomlp.params import BUNDLED_DATASETS, load_params  # noqa: E402
+from evomlp.trainer import HISTORY_COLUMNS, Trainer  # noqa: E402
+from evomlp.training import train_network  # noqa: E402
 
 
 def main() -> None:
+    with outputs_lock(CHECKPOINTS / "train.lock", "train"):
+        train_stage(Lifeline(STARTED_BY))
+
+
+def train_stage(lifeline: Lifeline) -> None:
     params = load_params(PARAMS)
     outputs = Outputs(MODEL, LIVE / "metrics.json", PLOTS / "history.csv")  # writable, before any work
     model, train, runtime = params["model"], params["train"], params["runtime"]
@@ -50,21 +73,22 @@ def main() -> None:
     optimizer_settings = params["optimizer"][train["optimizer"]]
     key = checkpoint_key({"model": model, "train": train, "optimizer": optimizer_settings},
                          [PREPARED / f"{name}.npz" for name in PARTS])
-    checkpoint_path = CHECKPOINTS / f"train-{key}.npz"
+    checkpoints = Checkpoints(CHECKPOINTS, "train", key, provenance(CODE))
     started = time.perf_counter()
     live = LiveMetrics(LIVE)
     try:
         trained = train_network(
-            model, train, optimizer_settings, runtime, task, classes, train_part, validation_part, checkpoint_path,
-            key, report=lambda state: live.update(state.optimizer.generation, Trainer.progress_metrics(state)),
+            model, train, optimizer_settings, runtime, task, classes, train_part, validation_part, checkpoints,
+            stop_when=lifeline.lost,
+            report=lambda state: live.update(state.optimizer.generation, Trainer.progress_metrics(state)),
         )
-        _finish(params, outputs, live, trained, preprocessing, started, checkpoint_path)
+        _finish(params, outputs, live, trained, preprocessing, started, checkpoints)
     except BaseException:
         live.restore()
         raise
 
 
-def _finish(params, outputs, live, trained, preprocessing, started, checkpoint_path) -> None:
+def _finish(params, outputs, live, trained, preprocessing, started, checkpoints) -> None:
     """The selected model's metrics, and every output, all or none."""
     model, train, runtime = params["model"], params["train"], params["runtime"]
     optimizer_settings = params["optimizer"][train["optimizer"]]
@@ -110,7 +134,7 @@ def _finish(params, outputs, live, trained, preprocessing, started, checkpoint_p
     if train_accuracy is not None:
         summary += f", validation accuracy {metrics['validation_accuracy']:.4f}"
     print(summary, file=sys.stderr)
-    checkpoint_path.unlink(missing_ok=True)
+    checkpoints.finish()
 
 
 if __name__ == "__main__":

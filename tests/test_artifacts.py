@@ -1,12 +1,26 @@
 import json
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from evomlp.artifacts import atomic_path, load_model, load_npz, save_csv, save_json, save_model, save_npz
+from evomlp.artifacts import (
+    TEMP_SUFFIX,
+    atomic_path,
+    load_model,
+    load_npz,
+    save_csv,
+    save_json,
+    save_model,
+    save_npz,
+)
 from evomlp.errors import EvomlpError
 from evomlp.network import MLPSpec
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_npz_bytes_depend_only_on_the_arrays(tmp_path, monkeypatch):
@@ -40,6 +54,48 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
             raise RuntimeError("crash in the middle of writing")
     assert json.loads(target.read_text()) == {"accuracy": 0.5}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+WRITER = """
+import sys
+from evomlp.artifacts import atomic_path
+with atomic_path(sys.argv[1]) as temporary:
+    temporary.write_text("half of a")
+    print(temporary, flush=True)
+    sys.stdin.read()  # killed here, in the middle of the write
+"""
+
+
+def start_writer(target):
+    """A process stopped in the middle of an atomic write of ``target``, and its temporary."""
+    process = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], cwd=ROOT, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    temporary = Path(process.stdout.readline().strip())
+    assert temporary.exists(), "the writer did not start its write"
+    return process, temporary
+
+
+def test_a_killed_writers_temporary_is_ignored_and_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "model.npz"
+    killed, stale = start_writer(target)
+    killed.kill()
+    killed.wait()
+    assert stale.exists() and stale.parent == tmp_path and stale.name.startswith(".model.npz.")
+    # recognisable, and ignored by git and DVC wherever it lands (here as if in models/)
+    relative = f"models/{stale.name}"
+    assert subprocess.run(["git", "check-ignore", "-q", relative], cwd=ROOT).returncode == 0
+    assert any(stale.match(line.strip()) for line in (ROOT / ".dvcignore").read_text().splitlines() if line.strip())
+    legacy = tmp_path / ".model.npz.k3j_9x0a.tmp"  # the name before the writer's pid was in it
+    legacy.write_bytes(b"old")
+    running, alive = start_writer(target)  # a write of the same target still under way is left alone
+    try:
+        other = tmp_path / f".other.npz.{killed.pid}-x{TEMP_SUFFIX}"  # another target's: not this write's to remove
+        other.write_bytes(b"")
+        save_npz(target, {"a": np.arange(3)})
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.npz", alive.name, other.name])
+    finally:
+        running.kill()
+        running.wait()
 
 
 def test_json_is_sorted_and_nonfinite_becomes_null(tmp_path):

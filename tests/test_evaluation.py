@@ -1,6 +1,11 @@
 """The population evaluator: bit-identical fitness whatever runs it, data sent once, ``n_jobs: auto``."""
 
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,17 +197,18 @@ def test_big_chunks_go_through_the_shared_file_with_the_same_results(monkeypatch
             first = evaluate(pop)
             shared = evaluate._shared
             assert shared is not None and shared.dtype == dtype
-            path = shared.path
+            token = shared.token
+            # unlinked at once: a kill of this process can leave nothing behind in /dev/shm
+            assert not [name for name in os.listdir("/dev/shm") if name.startswith(f"evomlp-{os.getpid()}-")]
             second = evaluate(pop[:7])  # a smaller population reuses the file
             assert evaluate._shared is shared
             bigger = population(problem.spec, 13, seed=4)
-            third = evaluate(bigger)  # a bigger one gets a new file
-            assert evaluate._shared.path != path
+            third = evaluate(bigger)  # a bigger one gets a new file, maybe under the same /proc path
+            assert evaluate._shared.token != token
         assert evaluate._shared is None
         assert np.array_equal(first, reference)
         assert np.array_equal(second, reference[:7])
-        assert np.array_equal(third, problem(bigger))
-        assert not os.path.exists(path)
+        assert np.array_equal(third, problem(bigger))  # the worker did not read the old file
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -429,6 +435,76 @@ def test_a_worker_that_dies_ends_the_evaluation_with_a_clear_error_not_a_hang():
     healthy = FitnessProblem(spec, problem.X, problem.y)
     with PopulationEvaluator(healthy, n_jobs=2, backend="loky") as evaluate:
         np.testing.assert_array_equal(evaluate(population), healthy(population))
+
+
+def _ignores_sigint(pid):
+    with open(f"/proc/{pid}/status") as status:
+        ignored = next(int(line.split()[1], 16) for line in status if line.startswith("SigIgn:"))
+    return bool(ignored >> (signal.SIGINT - 1) & 1)
+
+
+def test_process_workers_ignore_ctrl_c_from_their_start():
+    problem = make_problem("binary")
+    pop = population(problem.spec, 12)
+    reference = problem(pop)
+    evaluation.shutdown_workers()  # workers started by this run
+    with PopulationEvaluator(problem, n_jobs=3, backend="loky") as evaluate:
+        assert np.array_equal(evaluate(pop), reference)
+        workers = list(evaluate._processes._processes)
+        assert len(workers) == 2
+        # started ignoring it (inherited, not set by the worker later), so no start-up window
+        assert all(_ignores_sigint(pid) for pid in workers)
+        for pid in workers:  # what a Ctrl-C sends to every process of the terminal's group
+            os.kill(pid, signal.SIGINT)
+        assert np.array_equal(evaluate(pop), reference)
+        assert list(evaluate._processes._processes) == workers
+    assert not _ignores_sigint(os.getpid())  # the calling process keeps its Ctrl-C
+
+
+KILLED_EVALUATOR = """
+import os, sys
+import evomlp
+import numpy as np
+from evomlp.evaluation import FitnessProblem, PopulationEvaluator
+from evomlp.network import MLPSpec
+spec = MLPSpec(30, (64, 32), ("relu", "relu"), 1, "binary")
+rng = np.random.default_rng(0)
+problem = FitnessProblem(spec, rng.normal(size=(60, 30)), rng.integers(0, 2, 60), dtype="float32")
+pop = rng.normal(size=(300, spec.n_weights))  # chunks of 2.4 MB: through the shared file
+with PopulationEvaluator(problem, 2, "loky") as evaluate:
+    evaluate(pop)
+    print(*evaluate._processes._processes, flush=True)
+    while True:
+        evaluate(pop)
+"""
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_training_process_leaves_no_worker_and_nothing_in_dev_shm(kill):
+    process = subprocess.Popen([sys.executable, "-c", KILLED_EVALUATOR], stdout=subprocess.PIPE, text=True,
+                               cwd=Path(__file__).resolve().parents[1])
+    workers = [int(pid) for pid in process.stdout.readline().split()]
+    assert workers and process.poll() is None, "the evaluator did not start its worker"
+
+    def ours():
+        return [name for name in os.listdir("/dev/shm") if f"-{process.pid}-" in name and "loky" not in name]
+
+    assert ours() == []  # the shared population file has no name, even while in use
+    process.send_signal(kill)
+    process.wait(timeout=60)
+    deadline = time.monotonic() + 120  # generous: a loaded machine; the event ends the wait
+    while any(_alive(pid) for pid in workers) or [n for n in os.listdir("/dev/shm") if f"loky-{process.pid}-" in n]:
+        assert time.monotonic() < deadline, f"worker {workers} or loky's semaphores outlived the killed process"
+        time.sleep(0.05)
+    assert ours() == []
 
 
 def test_dask_distributed_cluster_gives_the_same_bits():

@@ -1,12 +1,17 @@
+import os
+import signal
+
 import numpy as np
 import pytest
 
-from evomlp.checkpoint import checkpoint_key, load_checkpoint, save_checkpoint
+from evomlp.checkpoint import Checkpoints, checkpoint_key
 from evomlp.de import make_optimizer
-from evomlp.errors import EvomlpError
 from evomlp.evaluation import FitnessProblem, PopulationEvaluator
 from evomlp.network import initial_population, per_weight
-from evomlp.trainer import TrainConfig, Trainer
+from evomlp.trainer import Stopped, TrainConfig, Trainer
+from evomlp.training import stop_message
+
+PROVENANCE = {"code": {"evomlp/x.py": "0"}, "versions": {"numpy": "1"}, "blas": [], "numpy_simd": "X"}
 
 
 def make_trainer(small_problem, checkpoint=None, strategy="rand1bin", budget=0, **config):
@@ -96,29 +101,21 @@ def test_resume_from_a_checkpoint_gives_the_uninterrupted_result(small_problem, 
     reference_trainer, population, rng, _ = make_trainer(small_problem, max_generations=30, **settings)
     reference = reference_trainer.run(reference_trainer.start(population, rng))
 
-    path = tmp_path / "run.npz"
+    checkpoints = Checkpoints(tmp_path, "run", "k", PROVENANCE, write_share=None)
     saved = []
     trainer, population, rng, _ = make_trainer(
-        small_problem, checkpoint=lambda state: saved.append(save_checkpoint(path, state, "k", trainer.optimizer)),
+        small_problem, checkpoint=lambda state, durable: saved.append(checkpoints.save(state, trainer.optimizer, durable)),
         max_generations=13, checkpoint_every=13, **settings,
     )
     trainer.run(trainer.start(population, rng))
-    assert len(saved) == 1
+    assert saved == [True]
     resumed_trainer, _, _, _ = make_trainer(small_problem, max_generations=30, **settings)
-    state = load_checkpoint(path, "k", resumed_trainer.optimizer)
+    state = Checkpoints(tmp_path, "run", "k", PROVENANCE).load(resumed_trainer.optimizer, population.shape[1])
     assert state.optimizer.generation == 13
     resumed = resumed_trainer.run(state)
     assert np.array_equal(resumed.weights, reference.weights)
     assert resumed.history == reference.history
     assert resumed.n_evaluations == reference.n_evaluations
-
-
-def test_checkpoint_of_another_run_is_refused(small_problem, tmp_path):
-    trainer, population, rng, _ = make_trainer(small_problem, max_generations=2)
-    state = trainer.start(population, rng)
-    save_checkpoint(tmp_path / "c.npz", state, "key-a", trainer.optimizer)
-    with pytest.raises(EvomlpError, match="another run"):
-        load_checkpoint(tmp_path / "c.npz", "key-b", trainer.optimizer)
 
 
 def test_checkpoint_key_changes_with_settings_and_data(tmp_path):
@@ -152,7 +149,7 @@ def test_resume_under_other_workers_and_backends_gives_the_same_bytes(small_prob
     reference_trainer, population, rng, _ = make_trainer(small_problem, max_generations=20, l2=1e-3)
     reference = reference_trainer.run(reference_trainer.start(population, rng))
 
-    path = tmp_path / "run.npz"
+    checkpoints = Checkpoints(tmp_path, "run", "k", PROVENANCE, write_share=None)
 
     def with_evaluator(n_jobs, backend, generations, checkpoint=None):
         trainer, population, rng, _ = make_trainer(small_problem, checkpoint=checkpoint, max_generations=generations,
@@ -160,11 +157,100 @@ def test_resume_under_other_workers_and_backends_gives_the_same_bytes(small_prob
         trainer.evaluate = PopulationEvaluator(trainer.evaluate.problem, n_jobs=n_jobs, backend=backend)
         return trainer, population, rng
 
-    first, population, rng = with_evaluator(4, "loky", 7, checkpoint=lambda state: save_checkpoint(path, state, "k", first.optimizer))
+    first, population, rng = with_evaluator(
+        4, "loky", 7, checkpoint=lambda state, durable: checkpoints.save(state, first.optimizer, durable))
     with first.evaluate:
         first.run(first.start(population, rng))
     second, _, _ = with_evaluator(2, "threading", 20)
     with second.evaluate:
-        resumed = second.run(load_checkpoint(path, "k", second.optimizer))
+        resumed = second.run(Checkpoints(tmp_path, "run", "k", PROVENANCE).load(second.optimizer, spec.n_weights))
     assert np.array_equal(resumed.weights, reference.weights)
     assert resumed.history == reference.history
+
+
+# -- stops: signals and a lost parent end a run at the end of a generation, saved ---------------
+def checkpointed(small_problem, tmp_path, **config):
+    """A trainer saving every generation into fresh checkpoints (no write skipped), and a log of
+    ``(generation, durable)`` per save."""
+    checkpoints = Checkpoints(tmp_path, "train", "k", PROVENANCE, write_share=None)
+    saves = []
+
+    def save(state, durable):
+        saves.append((state.optimizer.generation, durable))
+        checkpoints.save(state, trainer.optimizer, durable)
+
+    trainer, population, rng, _ = make_trainer(small_problem, checkpoint=save, checkpoint_every=1, **config)
+    return trainer, trainer.start(population, rng), checkpoints, saves
+
+
+def test_stop_when_ends_the_run_after_that_generation_saved_and_durable(small_problem, tmp_path):
+    trainer, state, checkpoints, saves = checkpointed(small_problem, tmp_path, max_generations=40)
+    trainer.stop_when = lambda: "its parent process (dvc, pid 1234) exited" if state.optimizer.generation >= 7 else ""
+    with pytest.raises(Stopped) as stopped:
+        trainer.run(state)
+    assert (stopped.value.completed, stopped.value.exit_code) == (True, 129)
+    assert saves[-1] == (7, True) and checkpoints.saved_generation == 7 == state.optimizer.generation
+    assert stop_message(stopped.value, checkpoints) == (
+        "train: stopped at the end of generation 7 (its parent process (dvc, pid 1234) exited); generation 7 is "
+        f"saved in {tmp_path}/train-k.a.npz, the next run resumes from it; no outputs written")
+    assert Checkpoints(tmp_path, "train", "k", PROVENANCE).load(trainer.optimizer, state.best_weights.size).optimizer.generation == 7
+
+
+def test_a_stop_after_the_last_generation_still_saves_and_writes_nothing(small_problem, tmp_path):
+    trainer, state, checkpoints, saves = checkpointed(small_problem, tmp_path, max_generations=5)
+    calls = []  # asked at the end of generations 1..5, then once more when the run is done
+    trainer.stop_when = lambda: "gone" if calls.append(state.optimizer.generation) or len(calls) > 5 else ""
+    with pytest.raises(Stopped):
+        trainer.run(state)
+    assert calls == [1, 2, 3, 4, 5, 5]
+    assert saves[-2:] == [(5, False), (5, True)] and checkpoints.saved_generation == 5
+
+
+@pytest.mark.parametrize("name, exit_code", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_double_signal_during_a_save_lets_it_finish_and_says_the_generation_saved(small_problem, tmp_path, name, exit_code):
+    trainer, state, checkpoints, saves = checkpointed(small_problem, tmp_path, max_generations=40)
+    number = getattr(signal, name)
+    save = trainer.checkpoint
+
+    def save_and_signal_twice(state, durable):
+        save(state, durable)
+        if state.optimizer.generation == 3:  # two Ctrl-C a few ms apart, while the checkpoint is written
+            os.kill(os.getpid(), number)
+            os.kill(os.getpid(), number)
+
+    trainer.checkpoint = save_and_signal_twice
+    before = signal.getsignal(number)
+    with pytest.raises(Stopped) as stopped:
+        trainer.run(state)
+    assert signal.getsignal(number) == before  # the run's handlers are gone with it
+    assert (stopped.value.completed, stopped.value.exit_code) == (True, exit_code)
+    assert saves[-2:] == [(3, False), (4, True)]  # the next generation completed, then saved, then stopped
+    assert checkpoints.saved_generation == 4 == state.optimizer.generation
+    message = stop_message(stopped.value, checkpoints)
+    assert "end of generation 4" in message and "generation 4 is saved in" in message
+
+
+def test_a_second_ctrl_c_in_the_middle_of_a_generation_stops_at_once_and_says_what_the_file_holds(small_problem, tmp_path):
+    trainer, state, checkpoints, saves = checkpointed(small_problem, tmp_path, max_generations=40)
+
+    class Interrupted(PopulationEvaluator):  # the user presses Ctrl-C twice during generation 6's evaluation
+        def evaluate_plan(self, plan, rows=None):
+            if state.optimizer.generation == 5:
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().evaluate_plan(plan, rows)
+
+    trainer.evaluate = Interrupted(trainer.evaluate.problem)
+    with pytest.raises(Stopped) as stopped:
+        trainer.run(state)
+    assert not stopped.value.completed and stopped.value.exit_code == 130
+    assert saves[-1] == (5, False) and checkpoints.saved_generation == 5
+    message = stop_message(stopped.value, checkpoints)
+    assert message.startswith("train: stopped in the middle of a generation (Ctrl-C (SIGINT), a second stop request)")
+    assert "generation 5 is saved in" in message
+
+
+def test_without_a_checkpoint_saved_yet_the_message_says_the_next_run_starts_afresh(tmp_path):
+    message = stop_message(KeyboardInterrupt(), Checkpoints(tmp_path, "train", "k", PROVENANCE))
+    assert message == ("train: stopped in the middle of a generation (Ctrl-C (SIGINT)); no generation is saved, the "
+                       "next run starts afresh; no outputs written")
