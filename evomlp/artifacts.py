@@ -96,6 +96,13 @@ def _staging_for(path: Path):
     return None
 
 
+def _new_temporary(path: Path, folder: Path) -> Path:
+    """An empty new file in ``folder`` with the temporary name of ``path`` (see the module docstring)."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=folder)
+    os.close(handle)
+    return Path(temporary)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success, fsync and rename it onto ``path`` (or,
@@ -106,11 +113,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=path.parent)
-        os.close(handle)
+        temporary = _new_temporary(path, path.parent)
     except OSError as error:
         raise _write_error(path, error) from None
-    temporary = Path(temporary)
     staged = _staging_for(path)
     kept = False  # handed to the Outputs being written, which renames or deletes it
     try:
@@ -189,9 +194,7 @@ def _check_writable(path: Path) -> None:
     try:
         if not folder.is_dir():
             raise NotADirectoryError(f"{folder} is not a folder")
-        handle, probe = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=folder)
-        os.close(handle)
-        os.unlink(probe)
+        _new_temporary(path, folder).unlink()
     except OSError as error:
         raise EvomlpError(f"{path}: cannot write there ({error.strerror or error}); nothing was run") from None
     targets = [p for p in folder.iterdir() if p.is_file()] if path.is_dir() else [path] if path.exists() else []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import resource
 import signal
@@ -14,22 +13,13 @@ from pathlib import Path
 import pytest
 from test_cli import trained_project
 from test_pipeline import environment, set_params
+from test_pipeline import output_hashes as hashes
 
 from evomlp.artifacts import Outputs, atomic_path, save_json
 from evomlp.errors import EvomlpError
 
 TRAIN_OUTPUTS = ("models/model.npz", "metrics/train/metrics.json", "metrics/plots/history.csv")
 DATA = {"dataset": "iris"}
-
-
-def hashes(project: Path) -> dict[str, str]:
-    """Every file of the outputs' folders (temporaries included), by content."""
-    found = {}
-    for folder in ("models", "metrics", "data/prepared"):
-        for path in sorted((project / folder).rglob("*")):
-            if path.is_file():
-                found[path.relative_to(project).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return found
 
 
 def stage(project: Path, name: str, limit_file_size: int | None = None) -> subprocess.CompletedProcess:
