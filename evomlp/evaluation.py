@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from evomlp import lifeline, numerics
+from evomlp import forward_kernel, lifeline, numerics
 from evomlp.allocator import keep_freed_memory
 from evomlp.errors import EvomlpError
 from evomlp.losses import accuracy, class_weights, task_loss
@@ -239,10 +239,22 @@ class FitnessProblem:
         return 2 * self.n_rows * sum(fan_in * fan_out for fan_in, fan_out in self.spec.layer_shapes)
 
     def _outputs(self, population: np.ndarray, X: np.ndarray) -> np.ndarray:
-        """Network outputs ``(P, N, K)`` in ``dtype``, with one BLAS thread."""
+        """Network outputs ``(P, N, K)`` in ``dtype``, with one BLAS thread (the fused pass, where
+        it applies, gets the training rows prepared once per process)."""
         weights = np.asarray(population).astype(self.dtype, copy=False)
+        prepared = None
+        if X is self.X and forward_kernel.supports(self.spec, self.dtype):
+            prepared = self.__dict__.get("_fused_rows")
+            if prepared is None:
+                prepared = self.__dict__["_fused_rows"] = forward_kernel.FusedRows(self.X)
         with single_threaded_blas():
-            return forward_population(self.spec, weights, X)
+            return forward_population(self.spec, weights, X, prepared)
+
+    def __getstate__(self) -> dict:
+        # the prepared rows depend on the CPU of the process that uses them: rebuilt there
+        state = dict(self.__dict__)
+        state.pop("_fused_rows", None)
+        return state
 
     def loss(self, population: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Task loss ``(P,)`` (float64, no penalty) of ``population (P, D)``, any float dtype."""

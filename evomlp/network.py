@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evomlp import kernels
+from evomlp import forward_kernel, kernels
 from evomlp.errors import EvomlpError
 
 HIDDEN_ACTIVATIONS = ("relu", "tanh", "logistic", "identity", "elu", "softplus")
@@ -160,11 +160,16 @@ FORWARD_BLOCK_BYTES = 1 << 19
 FORWARD_INDIVIDUALS_BYTES = 1 << 21
 
 
-def forward_population(spec: MLPSpec, population: np.ndarray, X: np.ndarray) -> np.ndarray:
+def forward_population(spec: MLPSpec, population: np.ndarray, X: np.ndarray, prepared=None) -> np.ndarray:
     """Raw outputs (logits for classification) of every individual.
 
     ``population: (P, D)``, ``X: (N, F)`` -> ``(P, N, K)`` with ``K = spec.n_outputs``, computed in
     ``population.dtype``.
+
+    In float32 with ReLU or identity hidden layers (the default network), the fused pass of
+    :mod:`evomlp.forward_kernel` computes it: one compiled loop for all layers, whose bits are the
+    same on every CPU by construction; ``prepared`` (a :class:`evomlp.forward_kernel.FusedRows`
+    of ``X``) saves transposing the rows on every call. Otherwise, as follows.
 
     Each layer is a stacked matrix product ``(B, R, fan_in) @ (B, fan_in, fan_out)`` over a block
     of ``B`` individuals and ``R`` rows (numpy calls BLAS once per individual). ``R`` depends only
@@ -181,6 +186,10 @@ def forward_population(spec: MLPSpec, population: np.ndarray, X: np.ndarray) -> 
     if X.ndim != 2 or X.shape[1] != spec.n_inputs:
         raise EvomlpError(f"expected X of shape (N, {spec.n_inputs}), got {X.shape}")
     dtype = population.dtype
+    if forward_kernel.supports(spec, dtype):
+        if prepared is None or prepared.n_rows != X.shape[0]:
+            prepared = forward_kernel.FusedRows(X)
+        return forward_kernel.forward(spec, population, prepared)
     X = np.ascontiguousarray(X, dtype=dtype)
     n_individuals, n_rows = population.shape[0], X.shape[0]
     out = np.empty((n_individuals, n_rows, spec.n_outputs), dtype=dtype)

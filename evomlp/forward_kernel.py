@@ -1,0 +1,397 @@
+"""The fused population forward pass: one compiled loop per architecture, the same bits on any CPU.
+
+For a network whose hidden layers are ReLU (or identity) in float32, the whole forward pass of a
+block of individuals runs in one call of machine code generated here as LLVM IR (llvmlite, the
+compiler numba is built on) and compiled for this CPU: for each individual and each block of rows,
+every layer's products, its bias and its activation are computed with the activations kept in
+registers and in a small per-thread scratch that stays in L1 cache, and the output layer is
+folded in. numpy's stacked ``matmul`` made a BLAS call per individual and layer, a pass for bias +
+ReLU, and a memory round trip between layers; the 32 -> 1 output layer ran at a tenth of BLAS's
+speed.
+
+**The bits are defined by the IR, not by the CPU.** Every output element of a layer is
+``acc = b[j]; for k in 0..fan_in-1: acc = fma(h[k], W[k, j], acc)``, in that order, with
+``fma`` LLVM's ``llvm.fma`` (one rounding, exact on every target), then ReLU as
+``acc < 0 ? 0 : acc``. LLVM IR without fast-math flags gives each vector lane exactly the IEEE
+result of that sequence, so the vector width the CPU offers (AVX2's 8 lanes, AVX-512's 16), the
+register blocking chosen for it and the number of rows per block only change how fast the same
+numbers come out. That replaces :mod:`evomlp.numerics`' pin of OpenBLAS's Haswell kernels for this
+computation, and with it the pin's cost on AVX-512 CPUs (the pin stays for everything else: the
+loss's transcendental functions, other activations, float64, scikit-learn).
+
+The rows are the vector lanes: the training rows are stored transposed, ``(features, rows)``,
+padded with zero rows to a multiple of the block, so an output unit of a block of rows is one
+vector (or a few), its weights are scalars broadcast from the individual's own weight vector, and
+the 32 -> 1 output layer is as vectorised as the others. A padded row changes no other row's
+value; its outputs are dropped.
+
+:func:`reference_forward` computes the same sequence in numpy, exactly (float32 ``fma`` from float64
+arithmetic and round-to-odd): it is what the tests compare the machine code with, and what runs
+(slowly, but with the same bits) where llvmlite is missing or ``EVOMLP_FUSED=0``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+FUSED_ACTIVATIONS = ("relu", "identity")
+_LOCK = threading.Lock()
+_COMPILED: dict = {}
+_MACHINE: dict = {}
+
+
+def supports(spec, dtype) -> bool:
+    """Whether the fused pass computes this network in this dtype (float32, ReLU/identity layers)."""
+    return np.dtype(dtype) == np.float32 and all(a in FUSED_ACTIVATIONS for a in spec.activations)
+
+
+def compiled_available() -> bool:
+    """Whether machine code can be generated here (llvmlite importable, not disabled by ``EVOMLP_FUSED=0``)."""
+    return _machine() is not None
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """How this CPU runs the loop: ``lanes`` floats per vector, ``vectors`` row vectors per block
+    (``rows = lanes * vectors`` rows at a time), ``group`` output units accumulated together. None
+    of it changes a bit of the result."""
+
+    lanes: int
+    vectors: int
+    group: int
+
+    @property
+    def rows(self) -> int:
+        return self.lanes * self.vectors
+
+
+REFERENCE_BLOCKING = Blocking(lanes=8, vectors=1, group=1)
+
+
+TARGET_ENV = "EVOMLP_FUSED_TARGET"
+# What the loop may be compiled for (``EVOMLP_FUSED_TARGET``; tests force each one this CPU can run,
+# as they force OpenBLAS's kernels): ``host`` (this CPU, the default), ``avx2`` (Haswell's
+# instructions: 8-lane vectors, 16 registers), ``avx512`` (Skylake-AVX512's: 16 lanes, 32
+# registers) and ``sse2`` (the x86-64 baseline, no FMA instruction: ``llvm.fma`` becomes a call to
+# the C library's exact ``fmaf``; slow, and there to show that the bits do not need FMA hardware).
+TARGETS = {
+    "avx2": ("haswell", "", Blocking(lanes=8, vectors=2, group=6)),
+    "avx512": ("skylake-avx512", "-prefer-256-bit", Blocking(lanes=16, vectors=2, group=12)),
+    "sse2": ("x86-64", "", Blocking(lanes=4, vectors=2, group=6)),
+}
+
+
+def _machine():
+    if "machine" not in _MACHINE:
+        with _LOCK:
+            if "machine" not in _MACHINE:
+                _MACHINE["machine"] = machine_for(os.environ.get(TARGET_ENV, "host"))
+    return _MACHINE["machine"]
+
+
+def machine_for(target: str):
+    """The :class:`Machine` of ``target`` (a key of :data:`TARGETS` or ``host``), or ``None``
+    without llvmlite or with ``EVOMLP_FUSED=0``."""
+    if os.environ.get("EVOMLP_FUSED", "1") == "0":
+        return None
+    try:
+        import llvmlite.binding as llvm
+    except ImportError:
+        return None
+    for init in ("initialize_native_target", "initialize_native_asmprinter"):
+        getattr(llvm, init)()
+    if target == "host":
+        features = llvm.get_host_cpu_features()
+        wide = features.get("avx512f", False)
+        cpu, flat = llvm.get_host_cpu_name(), features.flatten()
+        # LLVM's tuning for several AVX-512 CPUs prefers 256-bit vectors; this loop wants 512
+        flat += ",-prefer-256-bit" if wide else ""
+        # 32 vector registers with AVX-512, 16 with AVX2: the accumulators (vectors x group) and
+        # the loaded row vectors must fit
+        blocks = TARGETS["avx512" if wide else "avx2"][2]
+    elif target in TARGETS:
+        cpu, flat, blocks = TARGETS[target]
+    else:
+        from evomlp.errors import EvomlpError
+
+        raise EvomlpError(f"{TARGET_ENV}: expected one of {['host', *TARGETS]}, got {target!r}")
+    machine = llvm.Target.from_default_triple().create_target_machine(cpu=cpu, features=flat, opt=3, codemodel="jitdefault")
+    return Machine(llvm, machine, blocks, f"{cpu} {flat}")
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A compilation target: llvmlite's binding module, its target machine, the :class:`Blocking`
+    used for it, and a name (CPU and features) that keys its compiled loops."""
+
+    llvm: object
+    target: object
+    blocking: Blocking
+    name: str
+
+
+def blocking() -> Blocking:
+    """This process's :class:`Blocking` (the reference one when there is no compiler)."""
+    machine = _machine()
+    return REFERENCE_BLOCKING if machine is None else machine.blocking
+
+
+# -- the rows ------------------------------------------------------------------------------------
+def prepare_rows(X: np.ndarray, rows_per_block: int) -> np.ndarray:
+    """``X (N, F)`` -> ``(F, N_pad)`` float32, C-contiguous, ``N_pad`` a multiple of
+    ``rows_per_block``, the padding rows zero."""
+    n_rows, n_features = X.shape
+    padded = -(-max(n_rows, 1) // rows_per_block) * rows_per_block
+    XT = np.zeros((n_features, padded), dtype=np.float32)
+    XT[:, :n_rows] = X.T
+    return XT
+
+
+# -- the machine code ----------------------------------------------------------------------------
+def _kernel(spec, machine):
+    key = (spec.layer_sizes, spec.activations, machine.name, machine.blocking)
+    kernel = _COMPILED.get(key)
+    if kernel is None:
+        with _LOCK:
+            kernel = _COMPILED.get(key)
+            if kernel is None:
+                kernel = _COMPILED[key] = _compile(spec, machine)
+    return kernel
+
+
+def _compile(spec, target: Machine):
+    llvm, machine, blocks = target.llvm, target.target, target.blocking
+    module_ir = _generate_ir(spec, blocks)
+    module = llvm.parse_assembly(module_ir)
+    module.verify()
+    try:
+        options = llvm.create_pipeline_tuning_options(speed_level=3)
+        builder = llvm.create_pass_builder(machine, options)
+        builder.getModulePassManager().run(module, builder)
+    except AttributeError:  # an llvmlite without the new pass manager: the backend's own optimisation
+        pass
+    engine = llvm.create_mcjit_compiler(module, machine)
+    engine.finalize_object()
+    address = engine.get_function_address("evomlp_forward")
+    signature = ctypes.CFUNCTYPE(
+        None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+        ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+    )
+    function = signature(address)
+    return engine, module, function  # the engine owns the code: keep it alive with the function
+
+
+def _generate_ir(spec, blocks: Blocking) -> str:
+    """The LLVM IR of ``evomlp_forward(XT, n_padded, population, n_individuals, stride, out,
+    out_stride, scratch)``: ``XT (F, n_padded)``; ``population`` float32 rows of ``stride``
+    floats; ``out`` of individual ``i`` at ``out + i * out_stride``, ``(K, n_padded)``;
+    ``scratch``: two buffers of ``widest hidden layer x rows`` floats."""
+    from llvmlite import ir
+
+    f32 = ir.FloatType()
+    i64 = ir.IntType(64)
+    lanes, vectors, group = blocks.lanes, blocks.vectors, blocks.group
+    vec = ir.VectorType(f32, lanes)
+    ptr = f32.as_pointer()
+    vec_ptr = vec.as_pointer()
+    module = ir.Module(name="evomlp_forward")
+    fn_type = ir.FunctionType(ir.VoidType(), [ptr, i64, ptr, i64, i64, ptr, i64, ptr])
+    function = ir.Function(module, fn_type, name="evomlp_forward")
+    XT, n_padded, population, n_individuals, stride, out, out_stride, scratch = function.args
+    for arg in (XT, population, out, scratch):
+        arg.add_attribute("noalias")
+    fma = ir.Function(module, ir.FunctionType(vec, [vec, vec, vec]), name=f"llvm.fma.v{lanes}f32")
+    builder = ir.IRBuilder(function.append_basic_block("entry"))
+    zero_vec = ir.Constant(vec, [0.0] * lanes)
+    block_rows = ir.Constant(i64, blocks.rows)
+    widest = max(spec.hidden_layers, default=1)
+    sizes = spec.layer_sizes
+    n_layers = len(sizes) - 1
+
+    def const(value: int):
+        return ir.Constant(i64, value)
+
+    def counted_loop(count, body, carried=()):
+        """``for index in range(count): carried = body(index, carried)``; returns the last carried."""
+        before = builder.block
+        header = function.append_basic_block("loop")
+        inner = function.append_basic_block("body")
+        after = function.append_basic_block("after")
+        builder.branch(header)
+        builder.position_at_end(header)
+        index = builder.phi(i64)
+        index.add_incoming(const(0), before)
+        phis = []
+        for value in carried:
+            phi = builder.phi(value.type)
+            phi.add_incoming(value, before)
+            phis.append(phi)
+        builder.cbranch(builder.icmp_signed("<", index, count), inner, after)
+        builder.position_at_end(inner)
+        results = body(index, phis)
+        following = builder.add(index, const(1))
+        end = builder.block
+        index.add_incoming(following, end)
+        for phi, value in zip(phis, results):
+            phi.add_incoming(value, end)
+        builder.branch(header)
+        builder.position_at_end(after)
+        return phis
+
+    def splat(scalar):
+        single = builder.insert_element(ir.Constant(vec, ir.Undefined), scalar, const(0))
+        return builder.shuffle_vector(single, ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+
+    def load_vec(base, offset):
+        address = builder.bitcast(builder.gep(base, [offset]), vec_ptr)
+        return builder.load(address, align=4)
+
+    def store_vec(value, base, offset):
+        address = builder.bitcast(builder.gep(base, [offset]), vec_ptr)
+        builder.store(value, address, align=4)
+
+    n_blocks = builder.sdiv(n_padded, block_rows)
+    hidden_a = scratch
+    hidden_b = builder.gep(scratch, [const(widest * blocks.rows)])
+
+    def per_individual(individual, _):
+        weights = builder.gep(population, [builder.mul(individual, stride)])
+        out_individual = builder.gep(out, [builder.mul(individual, out_stride)])
+
+        def per_block(block, _):
+            row0 = builder.mul(block, block_rows)
+            source, source_stride = builder.gep(XT, [row0]), n_padded
+            offset = 0
+            buffers = (hidden_a, hidden_b)
+            for layer in range(n_layers):
+                fan_in, fan_out = sizes[layer], sizes[layer + 1]
+                w_offset, b_offset = offset, offset + fan_in * fan_out
+                offset = b_offset + fan_out
+                last = layer == n_layers - 1
+                if last:
+                    target, target_stride = builder.gep(out_individual, [row0]), n_padded
+                else:
+                    target, target_stride = buffers[layer % 2], const(blocks.rows)
+                relu = not last and spec.activations[layer] == "relu"
+                for first in range(0, fan_out, group):
+                    units = range(first, min(first + group, fan_out))
+                    start = [splat(builder.load(builder.gep(weights, [const(b_offset + j)]))) for j in units]
+                    initial = [value for value in start for _ in range(vectors)]
+
+                    def per_input(k, accumulators, source=source, source_stride=source_stride,
+                                  units=units, w_offset=w_offset, fan_out=fan_out):
+                        row = builder.mul(k, source_stride)
+                        xs = [load_vec(source, builder.add(row, const(v * lanes))) for v in range(vectors)]
+                        w_row = builder.add(builder.mul(k, const(fan_out)), const(w_offset))
+                        updated = []
+                        for u, j in enumerate(units):
+                            w = splat(builder.load(builder.gep(weights, [builder.add(w_row, const(j))])))
+                            for v in range(vectors):
+                                updated.append(builder.call(fma, [xs[v], w, accumulators[u * vectors + v]]))
+                        return updated
+
+                    final = counted_loop(const(fan_in), per_input, initial)
+                    for u, j in enumerate(units):
+                        for v in range(vectors):
+                            value = final[u * vectors + v]
+                            if relu:
+                                negative = builder.fcmp_ordered("<", value, zero_vec)
+                                value = builder.select(negative, zero_vec, value)
+                            row = builder.mul(const(j), target_stride)
+                            store_vec(value, target, builder.add(row, const(v * lanes)))
+                source, source_stride = target, target_stride
+            return []
+
+        counted_loop(n_blocks, per_block)
+        return []
+
+    counted_loop(n_individuals, per_individual)
+    builder.ret_void()
+    return str(module)
+
+
+# -- the pass ------------------------------------------------------------------------------------
+class FusedRows:
+    """Rows ready for :func:`forward`: ``X`` transposed and padded for a machine's blocking (this
+    process's by default)."""
+
+    def __init__(self, X: np.ndarray, machine=None):
+        self.n_rows = int(X.shape[0])
+        self.machine = _machine() if machine is None else machine
+        rows_per_block = REFERENCE_BLOCKING.rows if self.machine is None else self.machine.blocking.rows
+        self.XT = prepare_rows(np.asarray(X, dtype=np.float32), rows_per_block)
+
+    @property
+    def n_padded(self) -> int:
+        return int(self.XT.shape[1])
+
+
+_SCRATCH = threading.local()
+
+
+def forward(spec, population: np.ndarray, rows: FusedRows) -> np.ndarray:
+    """Outputs ``(P, N, K)`` (a view of a ``(P, K, N_pad)`` array) of ``population (P, D)``
+    float32 on ``rows``, computed by the compiled loop or, without one, by
+    :func:`reference_forward` (the same bits)."""
+    population = np.ascontiguousarray(population, dtype=np.float32)
+    n_individuals = population.shape[0]
+    n_outputs, n_padded = spec.n_outputs, rows.n_padded
+    out = np.empty((n_individuals, n_outputs, n_padded), dtype=np.float32)
+    if n_individuals and rows.n_rows:
+        if rows.machine is not None:
+            _call(spec, population, rows, out)
+        else:
+            out[:, :, : rows.n_rows] = reference_forward(spec, population, rows.XT[:, : rows.n_rows].T).transpose(0, 2, 1)
+    return out.transpose(0, 2, 1)[:, : rows.n_rows, :]
+
+
+def _call(spec, population: np.ndarray, rows: FusedRows, out: np.ndarray) -> None:
+    blocks = rows.machine.blocking
+    _, _, function = _kernel(spec, rows.machine)
+    widest = max(spec.hidden_layers, default=1)
+    need = 2 * widest * blocks.rows
+    scratch = getattr(_SCRATCH, "buffer", None)
+    if scratch is None or scratch.size < need:
+        scratch = _SCRATCH.buffer = np.empty(need, dtype=np.float32)
+    function(
+        rows.XT.ctypes.data, rows.n_padded, population.ctypes.data, population.shape[0], population.shape[1],
+        out.ctypes.data, out.shape[1] * out.shape[2], scratch.ctypes.data,
+    )
+
+
+# -- the reference -------------------------------------------------------------------------------
+def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``a * b + c`` rounded once to float32, exactly as a hardware FMA, from float64 arithmetic:
+    the product of two float32 values is exact in float64; the sum is rounded to odd (its exact
+    error, from TwoSum, decides the last bit) and then to float32, which rounds the exact value
+    correctly (53 bits >= 24 + 2)."""
+    a, b, c = (np.asarray(v, dtype=np.float64) for v in (a, b, c))
+    product = a * b
+    total = product + c
+    back = total - product
+    error = (product - (total - back)) + (c - back)
+    bits = total.view(np.int64) if total.ndim else np.array(total).view(np.int64)
+    inexact = (error != 0) & ((bits & 1) == 0) & np.isfinite(total)
+    toward = np.where(error > 0, np.inf, -np.inf)
+    total = np.where(inexact, np.nextafter(total, toward), total)
+    return total.astype(np.float32)
+
+
+def reference_forward(spec, population: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``(P, N, K)`` float32: the fused pass's exact sequence of operations, in numpy."""
+    population = np.asarray(population, dtype=np.float32)
+    hidden = np.broadcast_to(np.asarray(X, dtype=np.float32), (population.shape[0], *X.shape))
+    layers = spec.unpack_population(population)
+    for index, (W, b) in enumerate(layers):
+        acc = np.broadcast_to(b, (population.shape[0], hidden.shape[1], b.shape[2])).astype(np.float32)
+        for k in range(W.shape[1]):
+            acc = fma32(hidden[:, :, k : k + 1], W[:, k : k + 1, :], acc)
+        if index < len(layers) - 1 and spec.activations[index] == "relu":
+            acc = np.where(acc < 0, np.float32(0), acc)
+        hidden = acc
+    return hidden
