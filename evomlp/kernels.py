@@ -59,8 +59,8 @@ def build_trials(
     start: int,
     out: np.ndarray,
     *,
-    uniforms: np.ndarray | None,
-    rate: np.ndarray | None,
+    bits: np.ndarray | None,
+    threshold: np.ndarray | None,
     j_rand: np.ndarray | None,
     first: np.ndarray | None,
     length: np.ndarray | None,
@@ -71,20 +71,21 @@ def build_trials(
 ) -> np.ndarray:
     """Trial rows ``start:start + len(out)`` of a :class:`evomlp.de.trials.TrialPlan` (which
     documents the arguments) into ``out`` (float64, C-contiguous): binomial crossover when
-    ``uniforms`` (those rows), ``rate`` and ``j_rand`` are given, exponential with ``first`` and
+    ``bits`` (those rows, uint32), ``threshold`` and ``j_rand`` are given, exponential with ``first`` and
     ``length``; ``repair`` is 0 clip, 1 reinitialize, 2 midpoint, 3 reflect (the order of
     :data:`evomlp.de.trials.BOUNDS_HANDLING`) and ``fresh`` (those rows) the uniforms of
     reinitialize."""
     no_matrix = np.empty((0, 0))
+    no_bits = np.empty((0, 0), dtype=np.uint32)
     no_index = np.empty(0, dtype=np.int64)
-    binomial = uniforms is not None
+    binomial = bits is not None
 
     def contiguous(array, empty):
         return empty if array is None else np.ascontiguousarray(array, dtype=empty.dtype)
 
     _build_kernel()(
-        population, archive, form, terms, s1, s2, start, binomial, contiguous(uniforms, no_matrix),
-        contiguous(rate, np.empty(0)), contiguous(j_rand, no_index), contiguous(first, no_index),
+        population, archive, form, terms, s1, s2, start, binomial, contiguous(bits, no_bits),
+        contiguous(threshold, no_index), contiguous(j_rand, no_index), contiguous(first, no_index),
         contiguous(length, no_index), repair, np.ascontiguousarray(lower, dtype=np.float64),
         np.ascontiguousarray(upper, dtype=np.float64), contiguous(fresh, no_matrix), out,
     )
@@ -137,7 +138,7 @@ def _compile_build_trials():
     from numba import njit
 
     @njit(nogil=True, cache=True)
-    def kernel_build_trials(population, archive, form, terms, s1, s2, start, binomial, uniforms, rate, j_rand,
+    def kernel_build_trials(population, archive, form, terms, s1, s2, start, binomial, bits, threshold, j_rand,
                             first, length, repair, lower, upper, fresh, out):
         n_rows, dim = out.shape
         size, n_terms = population.shape[0], terms.shape[1]
@@ -166,9 +167,9 @@ def _compile_build_trials():
                 for k in range(dim):
                     trial[k] = ra[k] + scale1 * (rb[k] + rc[k] - rd[k] - re[k])
             if binomial:
-                uniform, cr, j = uniforms[row], rate[i], j_rand[i]
+                draws, cut, j = bits[row], threshold[i], j_rand[i]
                 for k in range(dim):
-                    if not (uniform[k] < cr or k == j):
+                    if not (np.int64(draws[k]) < cut or k == j):
                         trial[k] = parent[k]
             else:
                 run_start, run_length = first[i], length[i]

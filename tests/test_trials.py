@@ -8,7 +8,7 @@ import pytest
 
 from evomlp.de import ALGORITHMS, make_optimizer
 from evomlp.de.base import sample_distinct
-from evomlp.de.trials import BOUNDS_HANDLING, DeferredUniforms
+from evomlp.de.trials import BOUNDS_HANDLING, DeferredBits, DeferredUniforms
 
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
@@ -67,7 +67,7 @@ def test_plan_built_by_blocks_in_threads_equals_the_whole_build(algorithm, bound
 
 def one_shot_trials(state, strategy, crossover_rate, bounds_handling, lower, upper, f=0.5, p_best=0.1):
     """Classic DE drawn and computed in one go, the textbook way (what ask did before plans):
-    indices, pbest, the whole crossover mask, j_rand (or start and run length), the repair's
+    indices, pbest, the whole crossover mask (from 32-bit integers), j_rand (or start and run length), the repair's
     uniforms; then every formula on the whole population."""
     rng, x = state.rng, state.population
     size, dim = x.shape
@@ -79,7 +79,10 @@ def one_shot_trials(state, strategy, crossover_rate, bounds_handling, lower, upp
     else:
         mutants = x[picks[:, 0]] + f * (x[picks[:, 1]] - x[picks[:, 2]])
     if strategy.endswith("bin"):
-        take = rng.random((size, dim)) < crossover_rate
+        # 32-bit halves of the raw outputs, each row starting on an output, against round(CR 2^32)
+        raw = rng.bit_generator.random_raw(size * ((dim + 1) // 2)).reshape(size, -1)
+        bits = np.stack([raw & 0xFFFFFFFF, raw >> 32], axis=2).reshape(size, -1)[:, :dim]
+        take = bits < round(crossover_rate * 2**32)
         take[np.arange(size), rng.integers(0, dim, size=size)] = True
     else:
         start = rng.integers(0, dim, size=size)
@@ -142,3 +145,33 @@ def test_reinitialize_draws_inside_the_box_and_only_where_a_coordinate_was_outsi
     assert np.array_equal(trials[~outside], unrepaired[~outside])
     assert np.all(np.abs(trials) <= 1)
     assert np.array_equal(trials[outside], (-1 + plan.repair.uniforms.rows(0, plan.n_trials) * 2)[outside])
+
+
+@pytest.mark.parametrize("name", BIT_GENERATORS)
+def test_deferred_bits_are_the_halves_of_the_raw_stream_and_the_generator_moves_past_them(name):
+    rng = generator(name)
+    rng.integers(0, 10, size=3)  # leaves a buffered 32-bit half in PCG64
+    twin = copy.deepcopy(rng)
+    deferred = DeferredBits(rng, (7, 13))  # 13 columns: 7 raw outputs per row, the last half unused
+    raw = twin.bit_generator.random_raw(7 * 7).reshape(7, 7)
+    expected = np.stack([raw & 0xFFFFFFFF, raw >> 32], axis=2).reshape(7, 14)[:, :13].astype(np.uint32)
+    assert np.array_equal(rng.integers(0, 1000, size=5), twin.integers(0, 1000, size=5))
+    assert np.array_equal(rng.standard_normal(4), twin.standard_normal(4))
+    blocks = random_blocks(np.random.default_rng(1), 7)
+    assert np.array_equal(np.concatenate([deferred.rows(a, b) for a, b in reversed(blocks)]),
+                          np.concatenate([expected[a:b] for a, b in reversed(blocks)]))
+    assert deferred.rows(2, 5).dtype == np.uint32 and np.array_equal(deferred.rows(2, 5), expected[2:5])
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.1, 0.9, 1.0])
+def test_binomial_crossover_takes_a_coordinate_with_probability_cr(rate):
+    from evomlp.de.trials import BinomialCrossover
+
+    size, dim = 40, 2001
+    crossover = BinomialCrossover(np.random.default_rng(5), size, dim, rate)
+    take = crossover.apply(0, size, np.zeros((size, dim)), np.ones((size, dim)))
+    assert np.all(take[np.arange(size), crossover.j_rand] == 1)  # j_rand always from the mutant
+    others = np.ones((size, dim), dtype=bool)
+    others[np.arange(size), crossover.j_rand] = False
+    fraction = take[others].mean()
+    assert abs(fraction - rate) < 4 * np.sqrt(rate * (1 - rate) / others.sum()) + 1e-12, fraction

@@ -12,9 +12,10 @@ the row blocks and whichever thread builds them:
 
 - what is drawn per individual (F, CR, the indices, ``j_rand``, crossover starts and lengths) is
   drawn by :meth:`propose`, in the same order as a one-shot ask would;
-- a ``(P, D)`` matrix of uniforms (the binomial crossover mask, ``reinitialize`` repair) is a
-  :class:`DeferredUniforms`: the generator skips past it at once, and a block of rows is drawn
-  later from a copy of the generator advanced to that block's position in the stream;
+- a ``(P, D)`` matrix of random numbers (the binomial crossover's 32-bit integers,
+  :class:`DeferredBits`; ``reinitialize`` repair's uniforms, :class:`DeferredUniforms`): the
+  generator skips past it at once, and a block of rows is drawn later from a copy of the
+  generator advanced to that block's position in the stream;
 - every other operation is elementwise, so computing it on a block of rows gives the same values
   as computing it on all rows.
 
@@ -31,7 +32,7 @@ from evomlp import kernels
 from evomlp.errors import EvomlpError
 
 BOUNDS_HANDLING = ("clip", "reinitialize", "midpoint", "reflect")
-BUILD_BLOCK_BYTES = 1 << 20  # rows of uniforms drawn at a time by the compiled build
+BUILD_BLOCK_BYTES = 1 << 20  # rows built (their crossover bits drawn) at a time by the compiled build
 
 # Bit generators whose ``advance(n)`` skips exactly the outputs of ``n`` float64 uniforms (one
 # 64-bit output each). Philox counts its own blocks and MT19937/SFC64 cannot advance: with those
@@ -55,9 +56,17 @@ class DeferredUniforms:
         self._kind = type(bit_generator)
         if type(bit_generator).__name__ in _ADVANCEABLE:
             self._state = bit_generator.state
-            _skip(bit_generator, self.shape[0] * self.shape[1])
+            _skip(bit_generator, self.shape[0] * self.outputs_per_row)
         else:
-            self._values = rng.random(self.shape)
+            self._values = self._draw(bit_generator, self.shape[0])
+
+    @property
+    def outputs_per_row(self) -> int:
+        """64-bit outputs of the bit generator that one row takes."""
+        return self.shape[1]
+
+    def _draw(self, bit_generator, n_rows: int) -> np.ndarray:
+        return np.random.Generator(bit_generator).random((n_rows, self.shape[1]))
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of the matrix, ``(stop - start, cols)``."""
@@ -66,8 +75,27 @@ class DeferredUniforms:
         bit_generator = self._kind(0)
         bit_generator.state = self._state
         if start:
-            bit_generator.advance(start * self.shape[1])
-        return np.random.Generator(bit_generator).random((stop - start, self.shape[1]))
+            bit_generator.advance(start * self.outputs_per_row)
+        return self._draw(bit_generator, stop - start)
+
+
+class DeferredBits(DeferredUniforms):
+    """A ``(rows, cols)`` matrix of uniform 32-bit integers, the two halves of the generator's raw
+    64-bit outputs (``cols`` rounded up to even per row, so every row starts on an output), drawn
+    later by rows as :class:`DeferredUniforms` draws its uniforms.
+
+    The binomial crossover compares them with ``round(CR * 2**32)``: the probability is CR to
+    2**-33, and a raw output costs half as much as a float64 uniform and gives two coordinates
+    (0.15 ms instead of 0.51 ms for the 50 x 4,097 of the default problem).
+    """
+
+    @property
+    def outputs_per_row(self) -> int:
+        return (self.shape[1] + 1) // 2
+
+    def _draw(self, bit_generator, n_rows: int) -> np.ndarray:
+        raw = bit_generator.random_raw(n_rows * self.outputs_per_row)
+        return raw.astype("<u8", copy=False).reshape(n_rows, -1).view("<u4")[:, : self.shape[1]]
 
 
 def _skip(bit_generator, n_outputs: int) -> None:
@@ -88,16 +116,18 @@ def _rates(crossover_rate, size: int) -> np.ndarray:
 class BinomialCrossover:
     """Take each coordinate from the mutant with probability CR, and always at one random ``j_rand``.
 
-    Draws a ``(P, D)`` matrix of uniforms (deferred), then ``j_rand`` for every individual.
+    Draws a ``(P, D)`` matrix of 32-bit integers (deferred, :class:`DeferredBits`), then ``j_rand``
+    for every individual; a coordinate is taken where its integer is below ``round(CR * 2**32)``.
     """
 
     def __init__(self, rng: np.random.Generator, size: int, dim: int, crossover_rate):
         self.rate = _rates(crossover_rate, size)
-        self.uniforms = DeferredUniforms(rng, (size, dim))
+        self.threshold = np.rint(np.clip(self.rate, 0.0, 1.0) * 2.0**32).astype(np.int64)
+        self.bits = DeferredBits(rng, (size, dim))
         self.j_rand = rng.integers(0, dim, size=size)
 
     def apply(self, start: int, stop: int, parents: np.ndarray, mutants: np.ndarray) -> np.ndarray:
-        take = self.uniforms.rows(start, stop) < self.rate[start:stop, None]
+        take = self.bits.rows(start, stop).astype(np.int64) < self.threshold[start:stop, None]
         take[np.arange(stop - start), self.j_rand[start:stop]] = True
         return np.where(take, mutants, parents)
 
@@ -280,8 +310,8 @@ class TrialPlan:
             kernels.build_trials(
                 self.parents, mutation.archive, mutation.form, mutation.terms, mutation.s1, mutation.s2, first,
                 out[first - start : last - start],
-                uniforms=crossover.uniforms.rows(first, last) if binomial else None,
-                rate=crossover.rate if binomial else None,
+                bits=crossover.bits.rows(first, last) if binomial else None,
+                threshold=crossover.threshold if binomial else None,
                 j_rand=crossover.j_rand if binomial else None,
                 first=None if binomial else crossover.start,
                 length=None if binomial else crossover.length,
