@@ -120,19 +120,27 @@ def machine_for(target: str):
         from evomlp.errors import EvomlpError
 
         raise EvomlpError(f"{TARGET_ENV}: expected one of {['host', *TARGETS]}, got {target!r}")
-    machine = llvm.Target.from_default_triple().create_target_machine(cpu=cpu, features=flat, opt=3, codemodel="jitdefault")
-    return Machine(llvm, machine, blocks, f"{cpu} {flat}")
+    return Machine(llvm, cpu, flat, blocks)
 
 
 @dataclass(frozen=True)
 class Machine:
-    """A compilation target: llvmlite's binding module, its target machine, the :class:`Blocking`
-    used for it, and a name (CPU and features) that keys its compiled loops."""
+    """A compilation target: llvmlite's binding module, the CPU and features to compile for, and
+    the :class:`Blocking` used for it."""
 
     llvm: object
-    target: object
+    cpu: str
+    features: str
     blocking: Blocking
-    name: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.cpu} {self.features}"
+
+    def target_machine(self):
+        """A new LLVM target machine (an execution engine takes ownership of the one it gets)."""
+        return self.llvm.Target.from_default_triple().create_target_machine(
+            cpu=self.cpu, features=self.features, opt=3, codemodel="jitdefault")
 
 
 def blocking() -> Blocking:
@@ -164,26 +172,92 @@ def _kernel(spec, machine):
     return kernel
 
 
+CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
+
+
 def _compile(spec, target: Machine):
-    llvm, machine, blocks = target.llvm, target.target, target.blocking
-    module_ir = _generate_ir(spec, blocks)
-    module = llvm.parse_assembly(module_ir)
-    module.verify()
-    try:
-        options = llvm.create_pipeline_tuning_options(speed_level=3)
-        builder = llvm.create_pass_builder(machine, options)
-        builder.getModulePassManager().run(module, builder)
-    except AttributeError:  # an llvmlite without the new pass manager: the backend's own optimisation
-        pass
+    """The compiled loop of ``spec`` for ``target``: its object code from the cache beside this
+    file when an earlier process made it (keyed by this file's source, the architecture, the
+    target and llvmlite's version), otherwise generated, optimised and compiled (about 0.2 s) and
+    cached for the next process."""
+    llvm, machine, blocks = target.llvm, target.target_machine(), target.blocking
+    path = _cache_path(spec, target)
+    cached = _read_cache(path)
+    if cached is not None:
+        module = llvm.parse_assembly(_stub_ir())  # the code comes from the cache, not from this
+    else:
+        module = llvm.parse_assembly(_generate_ir(spec, blocks))
+        module.verify()
+        try:
+            options = llvm.create_pipeline_tuning_options(speed_level=3)
+            builder = llvm.create_pass_builder(machine, options)
+            builder.getModulePassManager().run(module, builder)
+        except AttributeError:  # an llvmlite without the new pass manager: the backend's own optimisation
+            pass
     engine = llvm.create_mcjit_compiler(module, machine)
+    engine.set_object_cache(
+        notify_func=None if cached is not None else (lambda _module, code: _write_cache(path, code)),
+        getbuffer_func=lambda _module: cached,
+    )
     engine.finalize_object()
     address = engine.get_function_address("evomlp_forward")
-    signature = ctypes.CFUNCTYPE(
-        None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-        ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
-    )
+    signature = ctypes.CFUNCTYPE(None, *_ARGUMENTS)
     function = signature(address)
     return engine, module, function  # the engine owns the code: keep it alive with the function
+
+
+_ARGUMENTS = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+              ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
+
+
+def _stub_ir() -> str:
+    return ("define void @evomlp_forward(ptr %a, i64 %b, ptr %c, i64 %d, i64 %e, ptr %f, i64 %g, ptr %h) {\n"
+            "  ret void\n}\n")
+
+
+def _cache_path(spec, target: Machine) -> str:
+    import hashlib
+
+    import llvmlite
+
+    with open(os.path.abspath(__file__), "rb") as handle:
+        source = handle.read()
+    key = repr((spec.layer_sizes, spec.activations, target.name, target.blocking, llvmlite.__version__))
+    digest = hashlib.sha256(source + key.encode()).hexdigest()[:24]
+    return os.path.join(CACHE_DIR, f"forward_kernel.{digest}.o")
+
+
+def _read_cache(path: str) -> bytes | None:
+    """The object code of a cache file, or ``None`` if it is missing or does not match its checksum
+    (machine code is never loaded from a torn or edited file)."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as handle:
+            content = handle.read()
+    except OSError:
+        return None
+    digest, code = content[:32], content[32:]
+    return code if code and hashlib.sha256(code).digest() == digest else None
+
+
+def _write_cache(path: str, code: bytes) -> None:
+    """Written whole or not at all (a temporary renamed over it); a folder that cannot be written
+    only means the next process compiles again. The file starts with the code's sha256."""
+    import hashlib
+
+    temporary = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        code = bytes(code)
+        with open(temporary, "wb") as handle:
+            handle.write(hashlib.sha256(code).digest() + code)
+        os.replace(temporary, path)
+    except OSError:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
 
 
 def _generate_ir(spec, blocks: Blocking) -> str:

@@ -71,7 +71,7 @@ def test_compiled_pass_is_the_reference_sequence_bit_for_bit(arch, target):
 def test_the_blocking_changes_no_bit(blocking):
     spec, population, X = network(n_rows=101)
     host = fk.machine_for("host")
-    reblocked = fk.Machine(host.llvm, host.target, blocking, host.name)
+    reblocked = fk.Machine(host.llvm, host.cpu, host.features, blocking)
     assert same_bits(fk.forward(spec, population, fk.FusedRows(X, reblocked)),
                      fk.forward(spec, population, fk.FusedRows(X, host)))
 
@@ -169,3 +169,28 @@ def test_an_unknown_target_is_one_line():
 
     with pytest.raises(EvomlpError, match="EVOMLP_FUSED_TARGET: expected one of"):
         fk.machine_for("avx1024")
+
+
+@needs_compiler
+def test_a_later_process_loads_the_compiled_loop_from_the_cache_and_never_a_damaged_one(tmp_path, monkeypatch):
+    spec, population, X = network(n_inputs=5, hidden=(9,), activations=("relu",), size=3, n_rows=21)
+    monkeypatch.setattr(fk, "CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fk, "_COMPILED", {})
+    expected = fk.reference_forward(spec, population, X)
+    assert same_bits(fk.forward(spec, population, fk.FusedRows(X)), expected)
+    (cached,) = tmp_path.glob("forward_kernel.*.o")
+
+    def no_generation(*_):
+        raise AssertionError("generated again despite the cache")
+
+    monkeypatch.setattr(fk, "_COMPILED", {})  # as in a new process
+    with monkeypatch.context() as patch:
+        patch.setattr(fk, "_generate_ir", no_generation)
+        assert same_bits(fk.forward(spec, population, fk.FusedRows(X)), expected)
+    # a damaged file (one byte of its code changed) is compiled again and rewritten
+    content = bytearray(cached.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    cached.write_bytes(bytes(content))
+    monkeypatch.setattr(fk, "_COMPILED", {})
+    assert same_bits(fk.forward(spec, population, fk.FusedRows(X)), expected)
+    assert fk._read_cache(str(cached)) is not None
