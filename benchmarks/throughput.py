@@ -458,8 +458,61 @@ def cpu_name() -> str:
 
 # -- main ------------------------------------------------------------------------------------
 def ceiling_gflops() -> tuple[float, float]:
-    """``(numpy's default BLAS threads, 1 thread)`` float32 GFLOP/s of a 2048 x 2048 matmul."""
-    return matmul_gflops("float32"), matmul_gflops("float32", threads=1)
+    """``(numpy's default BLAS threads, 1 thread)`` float32 GFLOP/s of a 2048 x 2048 matmul, with
+    this process's kernels (the pinned ones) and with this CPU's own (OpenBLAS's kernel for it,
+    AVX-512 where there is some), in a fresh process: the higher of the two is the ceiling, since
+    the fused forward pass does not go through BLAS and may use the whole CPU."""
+    pinned = (matmul_gflops("float32"), matmul_gflops("float32", threads=1))
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); "
+            "from benchmarks.throughput import matmul_gflops; "
+            "print(matmul_gflops('float32'), matmul_gflops('float32', threads=1))")
+    out = subprocess.run([sys.executable, "-c", code], env=numerics.native_environment(), capture_output=True,
+                         text=True, check=True).stdout.split()
+    native = (float(out[-2]), float(out[-1]))
+    return max(pinned[0], native[0]), max(pinned[1], native[1])
+
+
+# -- the targets of the README: fraction of the ceiling, default configuration, both cores ------
+TARGETS = (("bc", 50, 200, 0.50), ("bc-x10", 1000, 3, 0.60))
+
+
+def measure_targets(repeats: int) -> list[dict]:
+    """The default configuration (threads, ``n_jobs: auto``, float32) on the target problems, best
+    of ``repeats`` interleaved with the ceiling, as a fraction of the ceiling."""
+    problems = make_problems(tuple(sorted({name for name, *_ in TARGETS})))
+    run_evomlp(problems["bc"], 8, 2, "float32", "auto", backend="threading")  # compiled loops loaded
+    best: dict[tuple, float] = {}
+    ceilings = [ceiling_gflops()]
+    for _ in range(repeats):
+        for name, size, generations, _ in TARGETS:
+            elapsed, _ = run_evomlp(problems[name], size, generations, "float32", "auto", backend="threading")
+            best[(name, size)] = min(best.get((name, size), float("inf")), elapsed)
+        ceilings.append(ceiling_gflops())
+    ceiling = max(c[0] for c in ceilings)
+    rows = []
+    for name, size, generations, target in TARGETS:
+        problem = problems[name]
+        evals_per_s = size * (generations + 1) / best[(name, size)]
+        fraction = evals_per_s * problem.flops_per_evaluation / 1e9 / ceiling
+        rows.append({"problem": name, "n_rows": problem.n_rows, "population": size, "system": "evomlp-threading-auto",
+                     "evals_per_s": evals_per_s, "ceiling_fraction": fraction, "target": target,
+                     "met": fraction >= target})
+    return rows, ceiling
+
+
+def print_targets(rows: list[dict], ceiling: float) -> None:
+    from evomlp import forward_kernel
+
+    status = numerics.status()
+    blocking = forward_kernel.blocking()
+    print(f"targets (default configuration: threading, n_jobs auto, float32, both cores; CPU: {cpu_name()}, "
+          f"{len(os.sched_getaffinity(0))} cores; fused forward pass compiled for {forward_kernel._machine().cpu if forward_kernel.compiled_available() else 'numpy'}, "
+          f"{blocking.lanes}-lane vectors; BLAS {', '.join(sorted(set(status.blas)))}; ceiling {ceiling:.1f} GFLOP/s, "
+          "the better of the pinned and the native sgemm):")
+    for row in rows:
+        print(f"  {row['problem']:<7} N={row['n_rows']:<6} P={row['population']:<5} {row['evals_per_s']:>9,.0f} evals/s "
+              f"= {100 * row['ceiling_fraction']:5.1f}% of the ceiling (target {100 * row['target']:.0f}%: "
+              f"{'met' if row['met'] else 'NOT met'})")
 
 
 def ratio(a: float | None, b: float | None) -> str:
@@ -473,8 +526,17 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--kernels", action="store_true",
                         help="only the cost of the same-bytes rule: pinned against native kernels")
+    parser.add_argument("--targets", action="store_true",
+                        help="only the README's targets: fraction of the ceiling on the default and rows x10 problems")
     parser.add_argument("--kernel-child", nargs=3, metavar=("PROBLEM", "P", "G"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.targets:
+        print(numerics.describe())
+        target_rows, ceiling = measure_targets(repeats=3)
+        print_targets(target_rows, ceiling)
+        if args.json:
+            args.json.write_text(json.dumps({"ceiling_gflops": ceiling, "rows": target_rows}, indent=2) + "\n")
+        return
     if args.kernel_child:
         kernel_child(args.kernel_child[0], int(args.kernel_child[1]), int(args.kernel_child[2]))
         return
@@ -582,10 +644,13 @@ def main() -> None:
                   f"{memory[dtype][1]:.0f} MB (peak before the run, imports + data + population: "
                   f"{memory[dtype][0]:.0f} MB)")
     print()
+    target_rows, target_ceiling = measure_targets(repeats=1 if args.quick else 3)
+    print_targets(target_rows, target_ceiling)
+    print()
     kernel_rows = kernel_cost(repeats=1 if args.quick else 3)
     print(f"total time {time.perf_counter() - total_started:.0f} s")
     if args.json:
-        payload = {"ceiling_gflops": ceiling, "rows": rows, "kernels": kernel_rows}
+        payload = {"ceiling_gflops": ceiling, "rows": rows, "kernels": kernel_rows, "targets": target_rows}
         if memory:
             payload["peak_memory_mb"] = {d: m[1] for d, m in memory.items()}
         args.json.write_text(json.dumps(payload, indent=2) + "\n")

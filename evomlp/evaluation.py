@@ -59,7 +59,7 @@ import numpy as np
 from evomlp import forward_kernel, lifeline, numerics
 from evomlp.allocator import keep_freed_memory
 from evomlp.errors import EvomlpError
-from evomlp.losses import accuracy, class_weights, task_loss
+from evomlp.losses import accuracy, class_weights, row_mean, task_loss
 from evomlp.network import MLPSpec, forward_population
 
 if TYPE_CHECKING:  # any optimizer's plan (evomlp.protocol): n_trials, shape, build(start, stop, out)
@@ -254,14 +254,28 @@ class FitnessProblem:
         # the prepared rows depend on the CPU of the process that uses them: rebuilt there
         state = dict(self.__dict__)
         state.pop("_fused_rows", None)
+        state.pop("_fused_labelled", None)
         return state
 
     def loss(self, population: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Task loss ``(P,)`` (float64, no penalty) of ``population (P, D)``, any float dtype."""
+        """Task loss ``(P,)`` (float64, no penalty) of ``population (P, D)``, any float dtype.
+
+        A binary task on the fused pass gets each row's cross-entropy from the compiled loop
+        (:func:`evomlp.forward_kernel.row_losses`: the logits never leave the registers) and
+        averages it here; any other task, its outputs and :func:`evomlp.losses.task_loss`."""
         X, y, weights = self.X, self.y, self.row_weights
         if rows is not None:
             X, y = X[rows], y[rows]
             weights = None if weights is None else weights[rows]
+        if self.spec.task == "binary" and forward_kernel.supports(self.spec, self.dtype):
+            if rows is None:
+                prepared = self.__dict__.get("_fused_labelled")
+                if prepared is None:
+                    prepared = self.__dict__["_fused_labelled"] = forward_kernel.FusedRows(X, y=y)
+            else:
+                prepared = forward_kernel.FusedRows(X, y=y)
+            weights32 = np.asarray(population).astype(np.float32, copy=False)
+            return row_mean(forward_kernel.row_losses(self.spec, weights32, prepared), weights).astype(np.float64)
         return task_loss(self.spec.task, self._outputs(population, X), y, weights).astype(np.float64)
 
     def add_penalty(self, loss: np.ndarray, population: np.ndarray) -> np.ndarray:
@@ -278,7 +292,10 @@ class FitnessProblem:
         """Loss without penalty (class-weighted as the fitness is) and accuracy (``None`` for
         regression; never weighted) on all rows, ``(P,)`` each."""
         outputs = self._outputs(population, self.X)
-        loss = task_loss(self.spec.task, outputs, self.y, self.row_weights).astype(np.float64)
+        if self.spec.task == "binary" and forward_kernel.supports(self.spec, self.dtype):
+            loss = self.loss(population)  # the fitness's own definition, folded into the pass
+        else:
+            loss = task_loss(self.spec.task, outputs, self.y, self.row_weights).astype(np.float64)
         if self.spec.task == "regression":
             return loss, None
         return loss, accuracy(outputs, self.y).astype(np.float64)

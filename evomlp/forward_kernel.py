@@ -161,32 +161,32 @@ def prepare_rows(X: np.ndarray, rows_per_block: int) -> np.ndarray:
 
 
 # -- the machine code ----------------------------------------------------------------------------
-def _kernel(spec, machine):
-    key = (spec.layer_sizes, spec.activations, machine.name, machine.blocking)
+def _kernel(spec, machine, loss: bool = False):
+    key = (spec.layer_sizes, spec.activations, machine.name, machine.blocking, loss)
     kernel = _COMPILED.get(key)
     if kernel is None:
         with _LOCK:
             kernel = _COMPILED.get(key)
             if kernel is None:
-                kernel = _COMPILED[key] = _compile(spec, machine)
+                kernel = _COMPILED[key] = _compile(spec, machine, loss)
     return kernel
 
 
 CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
 
 
-def _compile(spec, target: Machine):
+def _compile(spec, target: Machine, loss: bool = False):
     """The compiled loop of ``spec`` for ``target``: its object code from the cache beside this
     file when an earlier process made it (keyed by this file's source, the architecture, the
     target and llvmlite's version), otherwise generated, optimised and compiled (about 0.2 s) and
     cached for the next process."""
     llvm, machine, blocks = target.llvm, target.target_machine(), target.blocking
-    path = _cache_path(spec, target)
+    path = _cache_path(spec, target, loss)
     cached = _read_cache(path)
     if cached is not None:
         module = llvm.parse_assembly(_stub_ir())  # the code comes from the cache, not from this
     else:
-        module = llvm.parse_assembly(_generate_ir(spec, blocks))
+        module = llvm.parse_assembly(_generate_ir(spec, blocks, loss))
         module.verify()
         try:
             options = llvm.create_pipeline_tuning_options(speed_level=3)
@@ -207,22 +207,22 @@ def _compile(spec, target: Machine):
 
 
 _ARGUMENTS = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-              ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
+              ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p)
 
 
 def _stub_ir() -> str:
-    return ("define void @evomlp_forward(ptr %a, i64 %b, ptr %c, i64 %d, i64 %e, ptr %f, i64 %g, ptr %h) {\n"
+    return ("define void @evomlp_forward(ptr %a, i64 %b, ptr %c, i64 %d, i64 %e, ptr %f, i64 %g, ptr %h, ptr %i) {\n"
             "  ret void\n}\n")
 
 
-def _cache_path(spec, target: Machine) -> str:
+def _cache_path(spec, target: Machine, loss: bool) -> str:
     import hashlib
 
     import llvmlite
 
     with open(os.path.abspath(__file__), "rb") as handle:
         source = handle.read()
-    key = repr((spec.layer_sizes, spec.activations, target.name, target.blocking, llvmlite.__version__))
+    key = repr((spec.layer_sizes, spec.activations, target.name, target.blocking, loss, llvmlite.__version__))
     digest = hashlib.sha256(source + key.encode()).hexdigest()[:24]
     return os.path.join(CACHE_DIR, f"forward_kernel.{digest}.o")
 
@@ -260,10 +260,11 @@ def _write_cache(path: str, code: bytes) -> None:
             pass
 
 
-def _generate_ir(spec, blocks: Blocking) -> str:
+def _generate_ir(spec, blocks: Blocking, loss: bool = False) -> str:
     """The LLVM IR of ``evomlp_forward(XT, n_padded, population, n_individuals, stride, out,
-    out_stride, scratch)``: ``XT (F, n_padded)``; ``population`` float32 rows of ``stride``
-    floats; ``out`` of individual ``i`` at ``out + i * out_stride``, ``(K, n_padded)``;
+    out_stride, scratch, y)``: ``XT (F, n_padded)``; ``population`` float32 rows of ``stride``
+    floats; ``out`` of individual ``i`` at ``out + i * out_stride``, ``(K, n_padded)``: the
+    outputs or, with ``loss`` (a binary task), each row's cross-entropy against ``y (n_padded,)``;
     ``scratch``: two buffers of ``widest hidden layer x rows`` floats."""
     from llvmlite import ir
 
@@ -274,13 +275,14 @@ def _generate_ir(spec, blocks: Blocking) -> str:
     ptr = f32.as_pointer()
     vec_ptr = vec.as_pointer()
     module = ir.Module(name="evomlp_forward")
-    fn_type = ir.FunctionType(ir.VoidType(), [ptr, i64, ptr, i64, i64, ptr, i64, ptr])
+    fn_type = ir.FunctionType(ir.VoidType(), [ptr, i64, ptr, i64, i64, ptr, i64, ptr, ptr])
     function = ir.Function(module, fn_type, name="evomlp_forward")
-    XT, n_padded, population, n_individuals, stride, out, out_stride, scratch = function.args
+    XT, n_padded, population, n_individuals, stride, out, out_stride, scratch, labels = function.args
     for arg in (XT, population, out, scratch):
         arg.add_attribute("noalias")
-    fma = ir.Function(module, ir.FunctionType(vec, [vec, vec, vec]), name=f"llvm.fma.v{lanes}f32")
+    fma = _intrinsic(ir, module, "fma", vec, 3)
     builder = ir.IRBuilder(function.append_basic_block("entry"))
+    math = _IRMath(ir, module, builder, lanes) if loss else None
     zero_vec = ir.Constant(vec, [0.0] * lanes)
     block_rows = ir.Constant(i64, blocks.rows)
     widest = max(spec.hidden_layers, default=1)
@@ -376,6 +378,9 @@ def _generate_ir(spec, blocks: Blocking) -> str:
                             if relu:
                                 negative = builder.fcmp_ordered("<", value, zero_vec)
                                 value = builder.select(negative, zero_vec, value)
+                            if last and math is not None:
+                                y = load_vec(labels, builder.add(row0, const(v * lanes)))
+                                value = binary_cross_entropy_rows(math, value, y)
                             row = builder.mul(const(j), target_stride)
                             store_vec(value, target, builder.add(row, const(v * lanes)))
                 source, source_stride = target, target_stride
@@ -394,11 +399,16 @@ class FusedRows:
     """Rows ready for :func:`forward`: ``X`` transposed and padded for a machine's blocking (this
     process's by default)."""
 
-    def __init__(self, X: np.ndarray, machine=None):
+    def __init__(self, X: np.ndarray, machine=None, y: np.ndarray | None = None):
         self.n_rows = int(X.shape[0])
         self.machine = _machine() if machine is None else machine
         rows_per_block = REFERENCE_BLOCKING.rows if self.machine is None else self.machine.blocking.rows
         self.XT = prepare_rows(np.asarray(X, dtype=np.float32), rows_per_block)
+        # the labels of a binary task (0 or 1), padded like the rows, for :func:`row_losses`
+        self.y = None
+        if y is not None:
+            self.y = np.zeros(self.XT.shape[1], dtype=np.float32)
+            self.y[: self.n_rows] = np.asarray(y, dtype=np.float32).reshape(-1)
 
     @property
     def n_padded(self) -> int:
@@ -424,9 +434,32 @@ def forward(spec, population: np.ndarray, rows: FusedRows) -> np.ndarray:
     return out.transpose(0, 2, 1)[:, : rows.n_rows, :]
 
 
-def _call(spec, population: np.ndarray, rows: FusedRows, out: np.ndarray) -> None:
+def row_losses(spec, population: np.ndarray, rows: FusedRows) -> np.ndarray:
+    """Binary cross-entropy ``(P, N)`` of every individual on every row (``rows`` made with its
+    labels): the forward pass with the loss folded in, so the logits never leave the registers.
+    The same bits as :func:`binary_cross_entropy_rows` on :func:`reference_forward`'s logits."""
+    if spec.task != "binary" or rows.y is None:
+        raise ValueError("row_losses: a binary task's network and rows with their labels")
+    population = np.ascontiguousarray(population, dtype=np.float32)
+    out = np.empty((population.shape[0], 1, rows.n_padded), dtype=np.float32)
+    if population.shape[0] and rows.n_rows:
+        if rows.machine is not None:
+            _call(spec, population, rows, out, loss=True)
+        else:
+            logits = reference_forward(spec, population, rows.XT[:, : rows.n_rows].T)[..., 0]
+            out[:, 0, : rows.n_rows] = reference_losses(logits, rows.y[: rows.n_rows])
+    return out[:, 0, : rows.n_rows]
+
+
+def reference_losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """:func:`binary_cross_entropy_rows` in numpy."""
+    with np.errstate(all="ignore"):
+        return binary_cross_entropy_rows(_NumpyMath(), np.asarray(logits, np.float32), np.asarray(y, np.float32))
+
+
+def _call(spec, population: np.ndarray, rows: FusedRows, out: np.ndarray, loss: bool = False) -> None:
     blocks = rows.machine.blocking
-    _, _, function = _kernel(spec, rows.machine)
+    _, _, function = _kernel(spec, rows.machine, loss)
     widest = max(spec.hidden_layers, default=1)
     need = 2 * widest * blocks.rows
     scratch = getattr(_SCRATCH, "buffer", None)
@@ -435,6 +468,7 @@ def _call(spec, population: np.ndarray, rows: FusedRows, out: np.ndarray) -> Non
     function(
         rows.XT.ctypes.data, rows.n_padded, population.ctypes.data, population.shape[0], population.shape[1],
         out.ctypes.data, out.shape[1] * out.shape[2], scratch.ctypes.data,
+        rows.y.ctypes.data if loss else None,
     )
 
 
@@ -469,3 +503,163 @@ def reference_forward(spec, population: np.ndarray, X: np.ndarray) -> np.ndarray
             acc = np.where(acc < 0, np.float32(0), acc)
         hidden = acc
     return hidden
+
+
+# -- the loss, folded in (binary tasks) ----------------------------------------------------------
+# Binary cross-entropy from a logit, row by row, in float32 operations whose sequence is written
+# once (below) and run by two interpreters: LLVM IR vector instructions in the compiled loop and
+# numpy in the reference, so the two give the same bits. ``exp`` and ``log`` are Cephes' float32
+# polynomials (Moshier), evaluated with FMAs; error about 1 ulp, the same bits on every CPU.
+LN2_HI, LN2_LO = 0.693359375, -2.12194440e-4
+LOG2_E = 1.44269504088896341
+EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+LOG_POLY = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+            -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1)
+SQRT_HALF_X2 = 1.41421356237309504880
+
+
+def binary_cross_entropy_rows(m, z, y):
+    """``log(1 + exp(-|z|)) + (max(z, 0) - z y)`` per row, with the operations of ``m``."""
+    x = m.maximum(m.negate(m.abs(z)), m.const(-87.0))  # exp(-87) is still a normal float32
+    # exp(x), x <= 0: x = n ln2 + r, |r| <= ln2 / 2
+    n = m.rint(m.mul(x, m.const(LOG2_E)))
+    r = m.fma(n, m.const(-LN2_HI), x)
+    r = m.fma(n, m.const(-LN2_LO), r)
+    p = m.const(EXP_POLY[0])
+    for c in EXP_POLY[1:]:
+        p = m.fma(p, r, m.const(c))
+    e = m.add(m.fma(p, m.mul(r, r), r), m.const(1.0))
+    e = m.mul(e, m.pow2(n))
+    # log1p(e), e in (0, 1]: log(w) e / (w - 1) with w = 1 + e (Goldberg), e where w rounds to 1
+    w = m.add(m.const(1.0), e)
+    high = m.greater(w, m.const(SQRT_HALF_X2))
+    mantissa = m.select(high, m.mul(w, m.const(0.5)), w)
+    k = m.select(high, m.const(1.0), m.const(0.0))
+    t = m.sub(mantissa, m.const(1.0))
+    t2 = m.mul(t, t)
+    q = m.const(LOG_POLY[0])
+    for c in LOG_POLY[1:]:
+        q = m.fma(q, t, m.const(c))
+    q = m.mul(m.mul(q, t), t2)
+    q = m.fma(k, m.const(LN2_LO), q)
+    q = m.fma(t2, m.const(-0.5), q)
+    log_w = m.fma(k, m.const(LN2_HI), m.add(t, q))
+    ratio = m.div(e, m.sub(w, m.const(1.0)))
+    log1p = m.select(m.equal(w, m.const(1.0)), e, m.mul(log_w, ratio))
+    # max(z, 0) - z y is exact for y in {0, 1} (max(z, 0) or max(-z, 0)), so adding log1p last
+    # loses nothing to cancellation (numpy's order, log1p + max(z, 0) - z y, did)
+    return m.add(log1p, m.sub(m.maximum(z, m.const(0.0)), m.mul(z, y)))
+
+
+class _NumpyMath:
+    """The operations of :func:`binary_cross_entropy_rows` on float32 arrays."""
+
+    f32 = np.float32
+
+    def const(self, value):
+        return np.float32(value)
+
+    def fma(self, a, b, c):
+        return fma32(a, b, c)
+
+    def mul(self, a, b):
+        return np.multiply(a, b, dtype=np.float32)
+
+    def add(self, a, b):
+        return np.add(a, b, dtype=np.float32)
+
+    def sub(self, a, b):
+        return np.subtract(a, b, dtype=np.float32)
+
+    def div(self, a, b):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.divide(a, b, dtype=np.float32)
+
+    def negate(self, a):
+        return np.negative(a)
+
+    def abs(self, a):
+        return np.abs(a)
+
+    def rint(self, a):
+        return np.rint(a)
+
+    def maximum(self, a, b):  # a < b ? b : a (NaN in a stays)
+        return np.where(a < b, b, a).astype(np.float32)
+
+    def greater(self, a, b):
+        return a > b
+
+    def equal(self, a, b):
+        return a == b
+
+    def select(self, condition, a, b):
+        return np.where(condition, a, b).astype(np.float32)
+
+    def pow2(self, n):
+        return ((n.astype(np.int32) + 127) << 23).astype(np.int32).view(np.float32)
+
+
+def _intrinsic(ir, module, name: str, vec, arity: int):
+    """LLVM's ``llvm.<name>`` on ``vec`` (declared once per module)."""
+    full = f"llvm.{name}.v{vec.count}f32"
+    try:
+        return module.get_global(full)
+    except KeyError:
+        return ir.Function(module, ir.FunctionType(vec, [vec] * arity), name=full)
+
+
+class _IRMath:
+    """The operations of :func:`binary_cross_entropy_rows` as LLVM IR on ``lanes``-wide vectors."""
+
+    def __init__(self, ir, module, builder, lanes: int):
+        self.ir, self.builder, self.lanes = ir, builder, lanes
+        self.vec = ir.VectorType(ir.FloatType(), lanes)
+        self.ivec = ir.VectorType(ir.IntType(32), lanes)
+        self._fma = _intrinsic(ir, module, "fma", self.vec, 3)
+        self._fabs = _intrinsic(ir, module, "fabs", self.vec, 1)
+        self._rint = _intrinsic(ir, module, "rint", self.vec, 1)
+
+    def const(self, value):
+        return self.ir.Constant(self.vec, [float(np.float32(value))] * self.lanes)
+
+    def fma(self, a, b, c):
+        return self.builder.call(self._fma, [a, b, c])
+
+    def mul(self, a, b):
+        return self.builder.fmul(a, b)
+
+    def add(self, a, b):
+        return self.builder.fadd(a, b)
+
+    def sub(self, a, b):
+        return self.builder.fsub(a, b)
+
+    def div(self, a, b):
+        return self.builder.fdiv(a, b)
+
+    def negate(self, a):
+        return self.builder.fneg(a)
+
+    def abs(self, a):
+        return self.builder.call(self._fabs, [a])
+
+    def rint(self, a):
+        return self.builder.call(self._rint, [a])
+
+    def maximum(self, a, b):
+        return self.builder.select(self.builder.fcmp_ordered("<", a, b), b, a)
+
+    def greater(self, a, b):
+        return self.builder.fcmp_ordered(">", a, b)
+
+    def equal(self, a, b):
+        return self.builder.fcmp_ordered("==", a, b)
+
+    def select(self, condition, a, b):
+        return self.builder.select(condition, a, b)
+
+    def pow2(self, n):
+        ir, builder = self.ir, self.builder
+        exponent = builder.add(builder.fptosi(n, self.ivec), ir.Constant(self.ivec, [127] * self.lanes))
+        return builder.bitcast(builder.shl(exponent, ir.Constant(self.ivec, [23] * self.lanes)), self.vec)

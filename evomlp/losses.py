@@ -25,7 +25,7 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     return labels.shape[0] / (present * counts[labels])
 
 
-def _row_mean(loss: np.ndarray, row_weights: np.ndarray | None) -> np.ndarray:
+def row_mean(loss: np.ndarray, row_weights: np.ndarray | None) -> np.ndarray:
     """``(P, N) -> (P,)``: the mean over rows, or the ``row_weights``-weighted mean."""
     if row_weights is None:
         return loss.mean(axis=1)
@@ -40,7 +40,7 @@ def binary_cross_entropy(logits: np.ndarray, y: np.ndarray, row_weights: np.ndar
     loss = np.log1p(np.exp(-np.abs(z)))
     loss += np.maximum(z, 0)
     loss -= z * y.astype(z.dtype, copy=False)
-    return _row_mean(loss, row_weights)
+    return row_mean(loss, row_weights)
 
 
 def categorical_cross_entropy(logits: np.ndarray, y: np.ndarray, row_weights: np.ndarray | None = None) -> np.ndarray:
@@ -48,7 +48,7 @@ def categorical_cross_entropy(logits: np.ndarray, y: np.ndarray, row_weights: np
     top = logits.max(axis=2, keepdims=True)
     log_normaliser = np.log(np.exp(logits - top).sum(axis=2)) + top[..., 0]
     picked = np.take_along_axis(logits, y.reshape(1, -1, 1).astype(np.intp), axis=2)[..., 0]
-    return _row_mean(log_normaliser - picked, row_weights)
+    return row_mean(log_normaliser - picked, row_weights)
 
 
 def mean_squared_error(outputs: np.ndarray, y: np.ndarray) -> np.ndarray:

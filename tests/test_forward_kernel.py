@@ -194,3 +194,49 @@ def test_a_later_process_loads_the_compiled_loop_from_the_cache_and_never_a_dama
     monkeypatch.setattr(fk, "_COMPILED", {})
     assert same_bits(fk.forward(spec, population, fk.FusedRows(X)), expected)
     assert fk._read_cache(str(cached)) is not None
+
+
+@needs_compiler
+@pytest.mark.parametrize("target", targets())
+def test_the_folded_loss_is_the_reference_sequence_and_close_to_the_textbook_one(target):
+    spec, population, X = network(size=6, n_rows=77, scale=1.5)  # logits far into both tails
+    y = (np.random.default_rng(4).random(77) < 0.5).astype(np.int64)
+    rows = fk.FusedRows(X, fk.machine_for(target), y)
+    got = fk.row_losses(spec, population, rows)
+    logits = fk.reference_forward(spec, population, X)[..., 0]
+    assert same_bits(got, fk.reference_losses(logits, y))
+    wide = logits.astype(np.float64)
+    exact = np.logaddexp(0, -np.abs(wide)) + (np.maximum(wide, 0) - wide * y)
+    assert np.abs(logits).max() > 20
+    assert np.all(np.abs(got - exact) <= 3e-7 * exact + 2e-38)
+
+
+def test_the_folded_loss_math_is_accurate_over_the_whole_range():
+    z = np.concatenate([np.linspace(-120, 120, 100001), [0.0, -0.0, 1e-30, -1e-30]]).astype(np.float32)
+    for label in (0, 1):
+        y = np.full_like(z, label)
+        got = fk.reference_losses(z, y).astype(np.float64)
+        wide = z.astype(np.float64)
+        exact = np.logaddexp(0, -np.abs(wide)) + (np.maximum(wide, 0) - wide * label)
+        # a few float32 ulps everywhere (exp(-|z|) is held at exp(-87) below, 1.6e-38, so tiny
+        # losses are off by that much at most)
+        assert np.all(np.abs(got - exact) <= 3e-7 * exact + 2e-38), label
+
+
+def test_fitness_of_a_binary_task_uses_the_folded_loss_and_validation_the_same_definition():
+    from evomlp.evaluation import FitnessProblem
+    from evomlp.losses import row_mean
+
+    spec, population, X = network(size=5, n_rows=40)
+    y = (np.random.default_rng(2).random(40) < 0.5).astype(np.int64)
+    problem = FitnessProblem(spec, X, y, l2=0.0, dtype="float32")
+    logits = fk.reference_forward(spec, population, X)[..., 0]
+    expected = row_mean(fk.reference_losses(logits, y), None).astype(np.float64)
+    assert same_bits(problem(population.astype(np.float64)), expected)
+    loss, accuracy = problem.loss_and_accuracy(population.astype(np.float64))
+    assert same_bits(loss, expected)
+    assert np.array_equal(accuracy, ((logits > 0) == (y > 0.5)).mean(axis=1))
+    # a minibatch: the rows' own losses
+    rows = np.array([3, 17, 5, 39])
+    assert same_bits(problem(population.astype(np.float64), rows),
+                     row_mean(fk.reference_losses(logits[:, rows], y[rows]), None).astype(np.float64))
