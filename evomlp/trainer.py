@@ -7,6 +7,15 @@ is the model. DE overfits a few thousand weights on a few hundred rows (training
 zero while test accuracy falls), so selecting by training fitness alone would keep an overfit
 network. ``patience`` stops a run after that many generations without a validation improvement.
 
+Within :meth:`Trainer.run`, the candidates of up to :data:`VALIDATION_BATCH` generations are
+scored in one pass (one forward pass of all of them on the validation rows, one of the selected
+ones on the training rows), then the selection is replayed generation by generation, before any
+use of the state (a report, a checkpoint, a stop, the end of the run): nothing in between reads
+the selection, and a network's loss does not depend on the others scored with it
+(:func:`evomlp.network.forward_population`), so the model, the history and every checkpoint are
+the same bits as with a pass per generation, in a tenth of the time. With ``patience`` the stop
+depends on each generation's validation, so every generation is scored at once then.
+
 A run is a :class:`TrainerState`, plain arrays and numbers: :meth:`Trainer.run` can start from a
 saved one (a checkpoint) and ends with the same result as an uninterrupted run, because every
 random number comes from the optimizer state's generator.
@@ -31,6 +40,15 @@ import numpy as np
 
 from evomlp.evaluation import FitnessProblem, PopulationEvaluator
 from evomlp.protocol import sanitize_fitness
+
+# The validation pass scores the candidates of at most this many generations at once, and of no
+# more than VALIDATION_BATCH_BYTES of candidates and of their outputs (so that a wide network or many
+# validation rows keep it small; one generation's candidates are always scored).
+VALIDATION_BATCH = 50
+VALIDATION_BATCH_BYTES = 8 << 20
+# The progress bar is redrawn at most this often (tqdm's own mininterval), and its figures are
+# formatted only then.
+PROGRESS_INTERVAL_S = 0.1
 
 HISTORY_COLUMNS = (
     "generation",
@@ -96,6 +114,14 @@ class TrainResult:
     n_nonfinite: int
 
 
+# What Trainer.timings measures, in seconds (the train stage writes them to logs/train-timing.json):
+# the evaluation of the initial population (in its first call numba loads the compiled loops), the
+# evaluations of the generations, the optimizer's propose and tell, the validation pass, the
+# checkpoint writes, the reports (live metrics), the progress bar, the stop checks, the whole run.
+TIMINGS = ("start_s", "evaluation_s", "optimizer_s", "validation_s", "checkpoint_s", "report_s", "progress_s",
+           "stop_checks_s", "run_s")
+
+
 class Trainer:
     """Runs an ask/tell optimizer on a :class:`FitnessProblem` with validation-based selection.
 
@@ -104,7 +130,10 @@ class Trainer:
     them; ``validation`` scores single networks on held-out rows. ``checkpoint(state, durable=...)``
     is called every ``checkpoint_every`` generations (``durable`` False: it may skip a write,
     :meth:`evomlp.checkpoint.Checkpoints.save`) and when the run stops early (``durable`` True).
-    ``stop_when()``, called at the end of every generation, returns why the run must stop, or ``""``.
+    ``stop_when()``, called at the end of a generation, returns why the run must stop, or ``""``:
+    after every generation, or, with ``stop_poll_s``, after the first generation that ends at least
+    that many seconds after the last call (a check that reads files need not cost every
+    generation), and always once more after the last generation.
     """
 
     def __init__(
@@ -118,6 +147,7 @@ class Trainer:
         checkpoint: Callable[..., object] | None = None,
         stop_when: Callable[[], str] | None = None,
         report: Callable[[TrainerState], None] | None = None,
+        stop_poll_s: float = 0.0,
     ):
         self.optimizer = optimizer
         self.evaluate = evaluate
@@ -128,13 +158,17 @@ class Trainer:
         self.checkpoint = checkpoint
         self.stop_when = stop_when
         self.report = report
-        self.timings = {"evaluation_s": 0.0, "optimizer_s": 0.0, "validation_s": 0.0}
+        self.stop_poll_s = stop_poll_s
+        self.timings = dict.fromkeys(TIMINGS, 0.0)
+        self._pending: list[tuple[dict, np.ndarray]] = []  # generations whose candidates are not scored yet
 
     # -- one run ---------------------------------------------------------------------------
     def start(self, initial_population: np.ndarray, rng: np.random.Generator) -> TrainerState:
         """Evaluate the initial population and select its best as the first model."""
         rows = self._draw_rows(rng)
-        fitness = self._timed_evaluate(initial_population, rows)
+        started = time.perf_counter()
+        fitness = self.evaluate(initial_population, rows)
+        self.timings["start_s"] += time.perf_counter() - started
         optimizer_state = self.optimizer.init(initial_population, fitness, rng)
         state = TrainerState(
             optimizer=optimizer_state,
@@ -144,10 +178,16 @@ class Trainer:
         )
         state.n_nonfinite += int(np.count_nonzero(~np.isfinite(fitness)))
         self._record(state)
+        self._validate(state)
         return state
 
     def step(self, state: TrainerState) -> None:
         """One generation: propose, build and evaluate the trials, tell, validate, log."""
+        self._advance(state)
+        self._validate(state)
+
+    def _advance(self, state: TrainerState) -> None:
+        """One generation, its candidates left to score (:meth:`_validate`)."""
         optimizer_state = state.optimizer
         rows = self._draw_rows(optimizer_state.rng)
         started = time.perf_counter()
@@ -200,31 +240,48 @@ class Trainer:
         bar = self._progress_bar(state)
         started = time.perf_counter()
         start_evaluations = state.optimizer.n_evaluations
-        with _StopRequests(self.stop_when) as stops:
+        timings = self.timings
+        config = self.config
+        every, report_every = config.checkpoint_every, config.report_every if self.report else 0
+        batch = 1 if config.patience else VALIDATION_BATCH  # patience reads every generation's validation
+        stops = _StopRequests(self.stop_when, self.stop_poll_s, timings)
+        with stops:
             try:
                 while not (reason := self.stop_reason(state)):
-                    self.step(state)
+                    self._advance(state)
+                    generation = state.optimizer.generation
                     stop = stops.pending()
-                    every = self.config.checkpoint_every
-                    if self.checkpoint and (stop or (every and state.optimizer.generation % every == 0)):
+                    save = self.checkpoint and (stop or (every and generation % every == 0))
+                    report = report_every and generation % report_every == 0
+                    if save or stop or report or len(self._pending) >= batch or self._pending_full():
+                        self._validate(state)
+                    if save:
+                        mark = time.perf_counter()
                         with stops.saving():
                             self.checkpoint(state, durable=bool(stop))
+                        timings["checkpoint_s"] += time.perf_counter() - mark
                     if stop:
                         raise Stopped(stop, stops.exit_code)
-                    report_every = self.config.report_every
-                    if self.report and report_every and state.optimizer.generation % report_every == 0:
+                    if report:
+                        mark = time.perf_counter()
                         self.report(state)
+                        timings["report_s"] += time.perf_counter() - mark
                     if bar is not None:
                         bar = self._show_progress(bar, state, started, start_evaluations)
-                if stop := stops.pending():
+                self._validate(state)
+                if stop := stops.pending(final=True):
                     if self.checkpoint:
                         with stops.saving():
                             self.checkpoint(state, durable=True)
                     raise Stopped(stop, stops.exit_code)
+                if bar is not None:
+                    bar = self._show_progress(bar, state, started, start_evaluations, final=True)
             finally:
+                self._pending.clear()  # a run stopped in the middle of a generation: its state is not whole anyway
                 if bar is not None:
                     with contextlib.suppress(OSError):
                         bar.close()
+                timings["run_s"] += time.perf_counter() - started
         state.stop_reason = reason
         return TrainResult(
             weights=state.best_weights.copy(),
@@ -255,22 +312,29 @@ class Trainer:
             metrics["validation_accuracy"] = row["validation_accuracy"]
         return metrics
 
-    def _show_progress(self, bar, state: TrainerState, started: float, start_evaluations: int):
-        """Update the bar; the bar, or ``None`` once stderr is gone (a closed pipe must not end a run)."""
-        elapsed = max(time.perf_counter() - started, 1e-9)
+    def _show_progress(self, bar, state: TrainerState, started: float, start_evaluations: int, final: bool = False):
+        """Update the bar, at most every :data:`PROGRESS_INTERVAL_S` (or ``final``ly); the bar, or
+        ``None`` once stderr is gone (a closed pipe must not end a run). The validation figures are
+        those of the generations scored so far (the validation pass is batched)."""
+        now = time.perf_counter()
+        if not final and now - self._bar_shown < PROGRESS_INTERVAL_S:
+            return bar
+        self._bar_shown = now
         last = state.history[-1]
         postfix = {
-            "best": f"{last['best_fitness']:.4g}",
+            "best": f"{state.optimizer.best_fitness:.4g}",
             "val_loss": f"{state.best_validation_loss:.4g}",
-            "evals/s": f"{(state.optimizer.n_evaluations - start_evaluations) / elapsed:,.0f}",
+            "evals/s": f"{(state.optimizer.n_evaluations - start_evaluations) / max(now - started, 1e-9):,.0f}",
         }
         if last["validation_accuracy"] is not None:
             postfix["val_acc"] = f"{last['validation_accuracy']:.3f}"
         try:
             bar.set_postfix(postfix, refresh=False)
-            bar.update(1)
+            bar.update(state.optimizer.generation - bar.n)
         except OSError:
             return None
+        finally:
+            self.timings["progress_s"] += time.perf_counter() - now
         return bar
 
     # -- helpers ---------------------------------------------------------------------------
@@ -290,38 +354,59 @@ class Trainer:
         return fitness
 
     def _record(self, state: TrainerState) -> None:
-        """Validate the optimizer's candidates, update the selected model, append a history row
-        (of the candidate with the lowest validation loss, the first on ties)."""
+        """Keep this generation's optimizer candidates (a copy) and its fitness figures, to be scored
+        by :meth:`_validate`."""
         started = time.perf_counter()
         optimizer_state = state.optimizer
-        candidates = np.asarray(self.optimizer.candidates(optimizer_state))
-        validation_losses, validation_accuracies = self.validation.loss_and_accuracy(candidates)
-        pick = int(np.argmin(np.where(np.isfinite(validation_losses), validation_losses, np.inf)))
-        best = candidates[pick]
-        validation_loss = validation_losses[pick : pick + 1]
-        validation_accuracy = None if validation_accuracies is None else validation_accuracies[pick : pick + 1]
-        train_loss, train_accuracy = self.train_scoring.loss_and_accuracy(best[None, :])
-        loss = float(validation_loss[0])
-        if np.isfinite(loss) and loss < state.best_validation_loss:
-            state.best_validation_loss = loss
-            state.best_weights = best.copy()
-            state.best_generation = optimizer_state.generation
-            state.generations_without_improvement = 0
-        else:
-            state.generations_without_improvement += 1
+        candidates = np.array(self.optimizer.candidates(optimizer_state), dtype=np.float64)
         finite = optimizer_state.fitness[np.isfinite(optimizer_state.fitness)]
-        state.history.append(
-            {
-                "generation": optimizer_state.generation,
-                "n_evaluations": optimizer_state.n_evaluations,
-                "best_fitness": optimizer_state.best_fitness,
-                "mean_fitness": float(finite.mean()) if finite.size else float("inf"),
-                "train_loss": float(train_loss[0]),
-                "train_accuracy": None if train_accuracy is None else float(train_accuracy[0]),
-                "validation_loss": loss,
-                "validation_accuracy": None if validation_accuracy is None else float(validation_accuracy[0]),
-            }
-        )
+        row = {
+            "generation": optimizer_state.generation,
+            "n_evaluations": optimizer_state.n_evaluations,
+            "best_fitness": optimizer_state.best_fitness,
+            "mean_fitness": float(finite.mean()) if finite.size else float("inf"),
+        }
+        self._pending.append((row, candidates))
+        self.timings["validation_s"] += time.perf_counter() - started
+
+    def _pending_full(self) -> bool:
+        """Whether one more generation would take the pending candidates, or their outputs on the
+        validation rows, past :data:`VALIDATION_BATCH_BYTES` (every generation has as many
+        candidates as the newest: L-SHADE's shrinking population changes the count of none)."""
+        newest = self._pending[-1][1]
+        width = newest.shape[1] + self.validation.n_rows * self.validation.spec.n_outputs
+        return (len(self._pending) + 1) * newest.shape[0] * width * 8 > VALIDATION_BATCH_BYTES
+
+    def _validate(self, state: TrainerState) -> None:
+        """Score the pending generations' candidates and, generation by generation, update the
+        selected model and append a history row (of the candidate with the lowest validation loss,
+        the first on ties): the same as scoring each generation on its own (module docstring)."""
+        if not self._pending:
+            return
+        started = time.perf_counter()
+        pending, self._pending = self._pending, []
+        candidates = np.concatenate([batch for _, batch in pending])
+        validation_losses, validation_accuracies = self.validation.loss_and_accuracy(candidates)
+        picks, start = [], 0
+        for _, batch in pending:
+            losses = validation_losses[start : start + len(batch)]
+            picks.append(start + int(np.argmin(np.where(np.isfinite(losses), losses, np.inf))))
+            start += len(batch)
+        train_losses, train_accuracies = self.train_scoring.loss_and_accuracy(candidates[picks])
+        for index, ((row, _), pick) in enumerate(zip(pending, picks)):
+            loss = float(validation_losses[pick])
+            if np.isfinite(loss) and loss < state.best_validation_loss:
+                state.best_validation_loss = loss
+                state.best_weights = candidates[pick].copy()
+                state.best_generation = row["generation"]
+                state.generations_without_improvement = 0
+            else:
+                state.generations_without_improvement += 1
+            row["train_loss"] = float(train_losses[index])
+            row["train_accuracy"] = None if train_accuracies is None else float(train_accuracies[index])
+            row["validation_loss"] = loss
+            row["validation_accuracy"] = None if validation_accuracies is None else float(validation_accuracies[pick])
+            state.history.append(row)
         self.timings["validation_s"] += time.perf_counter() - started
 
     def _progress_bar(self, state: TrainerState):
@@ -329,6 +414,7 @@ class Trainer:
             return None
         from tqdm import tqdm
 
+        self._bar_shown = -np.inf
         return tqdm(
             total=self.config.max_generations,
             initial=state.optimizer.generation,
@@ -345,8 +431,11 @@ class _StopRequests:
     signal raises :class:`Stopped` at once, except within :meth:`saving`. Outside the main thread,
     signals are left alone."""
 
-    def __init__(self, stop_when: Callable[[], str] | None):
+    def __init__(self, stop_when: Callable[[], str] | None, poll_s: float = 0.0, timings: dict | None = None):
         self.stop_when = stop_when
+        self.poll_s = poll_s
+        self.timings = {} if timings is None else timings
+        self._asked = -np.inf
         self.reason = ""
         self.exit_code = 0
         self._saving = False
@@ -371,12 +460,17 @@ class _StopRequests:
         elif not self._saving:  # a second request: now, in the middle of the generation
             raise Stopped(f"{reason}, a second stop request", exit_code, completed=False)
 
-    def pending(self) -> str:
-        """Why the run must stop now (a signal received, or ``stop_when``), or ``""``."""
+    def pending(self, final: bool = False) -> str:
+        """Why the run must stop now (a signal received, or ``stop_when``), or ``""``. ``stop_when``
+        is asked at most every ``poll_s`` seconds, unless ``final``."""
         if not self.reason and self.stop_when is not None:
-            lost = self.stop_when()
-            if lost:
-                self.reason, self.exit_code = lost, PARENT_GONE_EXIT
+            now = time.perf_counter()
+            if final or now - self._asked >= self.poll_s:
+                self._asked = now
+                lost = self.stop_when()
+                if lost:
+                    self.reason, self.exit_code = lost, PARENT_GONE_EXIT
+                self.timings["stop_checks_s"] = self.timings.get("stop_checks_s", 0.0) + time.perf_counter() - now
         return self.reason
 
     @contextlib.contextmanager

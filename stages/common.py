@@ -79,6 +79,19 @@ def run_stage(main: Callable[[], None], argv: list[str] | None = None) -> None:
         sys.exit(getattr(stop, "exit_code", 130))
 
 
+def exit_at_once(code: int = 0) -> None:
+    """End the process now, once stdout and stderr are flushed, without Python's finalisation:
+    for a stage that has written (and fsynced) its outputs and stopped its workers, tearing down
+    the modules it loaded (numba, dvclive and DVC's repository) only costs time, 0.4-0.7 s measured
+    for the train stage."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 @contextlib.contextmanager
 def outputs_lock(path: Path, stage: str) -> Iterator[None]:
     """Hold an exclusive lock (``fcntl.flock``) on ``path`` for the block, so that two runs of

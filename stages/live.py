@@ -21,12 +21,17 @@ only a run killed outright (SIGKILL) leaves its progress there, beside the old m
 reruns the stage then anyway (``dvc.lock`` was not updated).
 
 ``dvclive`` and the DVC repository it opens take about a second to load; the logger is made in a
-background thread while training starts, and waited for at its first use.
+background thread while training starts, and the same thread writes the progress (dvclive's
+``next_step``: the summary, fsynced, and the signal file of DVC's VS Code extension), so the
+training loop only hands it the newest metrics (:meth:`LiveMetrics.update`): when the thread is
+behind, a newer update replaces the one not yet written. The final metrics are written in the
+calling thread, once every update is (:meth:`LiveMetrics.finish`).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from evomlp.artifacts import atomic_path, save_json
@@ -41,8 +46,34 @@ class LiveMetrics:
         self._live = None
         self._ended = False  # the outputs are in place: nothing to restore
         self._failure: BaseException | None = None
-        self._loader = threading.Thread(target=self._load, name="dvclive", daemon=True)
-        self._loader.start()
+        self._condition = threading.Condition()
+        self._newest: tuple[int, dict] | None = None  # the update the thread has not written yet
+        self._closing = False
+        # seconds: dvclive's load (in its thread), the calling thread's waits for the thread;
+        # updates handed over, and written (the others were replaced by a newer one first)
+        self.timings = {"load_s": 0.0, "wait_s": 0.0, "updates": 0, "written": 0}
+        self._worker = threading.Thread(target=self._work, name="dvclive", daemon=True)
+        self._worker.start()
+
+    def _work(self) -> None:
+        """The thread: load dvclive, then write each update handed over, until :meth:`_drain`."""
+        started = time.perf_counter()
+        self._load()
+        self.timings["load_s"] = time.perf_counter() - started
+        while True:
+            with self._condition:
+                while self._newest is None and not self._closing:
+                    self._condition.wait()
+                newest, self._newest = self._newest, None
+            if newest is None:
+                return
+            if self._failure is None:
+                try:
+                    self._write(*newest)
+                    self._live.next_step()
+                    self.timings["written"] += 1
+                except BaseException as error:  # re-raised in the calling thread
+                    self._failure = error
 
     def _load(self) -> None:
         try:
@@ -79,7 +110,9 @@ class LiveMetrics:
     def restore(self) -> None:
         """Put back the file as it was before this run (a run that fails keeps its last good
         outputs, this one included)."""
-        self._loader.join()
+        with self._condition:
+            self._newest = None  # not worth writing now
+        self._drain()
         if self._ended:
             return
         if self._previous is None:
@@ -88,29 +121,46 @@ class LiveMetrics:
             with atomic_path(self.path) as temporary:
                 temporary.write_bytes(self._previous)
 
+    def _drain(self) -> None:
+        """Wait until dvclive is loaded and every update handed over is written; the thread then ends."""
+        started = time.perf_counter()
+        with self._condition:
+            self._closing = True
+            self._condition.notify()
+        self._worker.join()
+        self.timings["wait_s"] += time.perf_counter() - started
+
     def _logger(self):
-        self._loader.join()
+        self._drain()
         if self._failure is not None:
             raise self._failure
         return self._live
 
     def _write(self, step: int, metrics: dict) -> None:
-        live = self._logger()
+        live = self._live
         live.summary = {}
         live.step = step
         for name, value in metrics.items():
             live.log_metric(name, value, plot=False)
 
     def update(self, step: int, metrics: dict) -> None:
-        """The run so far, at generation ``step``."""
-        self._write(step, metrics)
-        self._live.next_step()
+        """The run so far, at generation ``step``: handed to the thread, which writes it (unless a
+        newer update replaces it first). A failure of dvclive's (its load, a write) is raised here,
+        at the next update, or by :meth:`finish`."""
+        if self._failure is not None:
+            raise self._failure
+        with self._condition:
+            self._newest = (step, dict(metrics))
+            self._condition.notify()
+        self.timings["updates"] += 1
 
     def finish(self, step: int, metrics: dict) -> None:
-        """Write the final metrics, at the last generation ``step`` (within the stage's
-        :meth:`evomlp.artifacts.Outputs.written`, so with its other outputs or not at all)."""
+        """Write the final metrics, at the last generation ``step``, once every update is
+        (within the stage's :meth:`evomlp.artifacts.Outputs.written`, so with its other outputs or
+        not at all)."""
+        live = self._logger()
         self._write(step, metrics)
-        self._live.make_summary()
+        live.make_summary()
 
     def end(self) -> None:
         """dvclive's end of the run, once the outputs are in place (it rewrites the same summary)."""

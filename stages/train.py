@@ -25,12 +25,13 @@ a second train run fails at once with one line (exit code 2).
 from __future__ import annotations
 
 import os
+import time
 
-STARTED_BY = os.getppid()  # before the imports, which take a second: dvc may die meanwhile
+STARTED_BY = os.getppid()  # before the imports: dvc may die meanwhile
+STARTED_AT, STARTED = time.time(), time.perf_counter()  # logs/train-timing.json's phases count from here
 
 import json  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 
 from stages.common import (  # noqa: E402
     CHECKPOINTS,
@@ -42,6 +43,7 @@ from stages.common import (  # noqa: E402
     PARTS,
     PLOTS,
     PREPARED,
+    exit_at_once,
     load_part,
     load_preprocessing,
     outputs_lock,
@@ -52,10 +54,13 @@ from stages.live import LiveMetrics  # noqa: E402
 
 from evomlp.artifacts import Outputs, save_csv, save_model  # noqa: E402
 from evomlp.checkpoint import Checkpoints, checkpoint_key, provenance  # noqa: E402
+from evomlp.evaluation import shutdown_workers  # noqa: E402
 from evomlp.lifeline import Lifeline  # noqa: E402
 from evomlp.params import BUNDLED_DATASETS, load_params  # noqa: E402
 from evomlp.trainer import HISTORY_COLUMNS, Trainer  # noqa: E402
 from evomlp.training import train_network  # noqa: E402
+
+IMPORTED = time.perf_counter()
 
 
 def main() -> None:
@@ -64,7 +69,11 @@ def main() -> None:
 
 
 def train_stage(lifeline: Lifeline) -> None:
+    phases = {"imports_s": IMPORTED - STARTED}
+    mark = time.perf_counter()
     params = load_params(PARAMS)
+    phases["params_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     outputs = Outputs(MODEL, LIVE / "metrics.json", PLOTS / "history.csv")  # writable, before any work
     model, train, runtime = params["model"], params["train"], params["runtime"]
     preprocessing = load_preprocessing()
@@ -75,6 +84,7 @@ def train_stage(lifeline: Lifeline) -> None:
                          [PREPARED / f"{name}.npz" for name in PARTS])
     checkpoints = Checkpoints(CHECKPOINTS, "train", key, provenance(CODE))
     started = time.perf_counter()
+    phases["data_s"] = started - mark  # the prepared data read and checked, the checkpoint key hashed
     live = LiveMetrics(LIVE)
     try:
         trained = train_network(
@@ -82,14 +92,16 @@ def train_stage(lifeline: Lifeline) -> None:
             stop_when=lifeline.lost,
             report=lambda state: live.update(state.optimizer.generation, Trainer.progress_metrics(state)),
         )
-        _finish(params, outputs, live, trained, preprocessing, started, checkpoints)
+        phases["train_s"] = time.perf_counter() - started
+        _finish(params, outputs, live, trained, preprocessing, started, checkpoints, phases)
     except BaseException:
         live.restore()
         raise
 
 
-def _finish(params, outputs, live, trained, preprocessing, started, checkpoints) -> None:
+def _finish(params, outputs, live, trained, preprocessing, started, checkpoints, phases) -> None:
     """The selected model's metrics, and every output, all or none."""
+    mark = time.perf_counter()
     model, train, runtime = params["model"], params["train"], params["runtime"]
     optimizer_settings = params["optimizer"][train["optimizer"]]
     classes = preprocessing["classes"]
@@ -120,12 +132,17 @@ def _finish(params, outputs, live, trained, preprocessing, started, checkpoints)
         live.finish(result.n_generations, metrics)
         save_csv(PLOTS / "history.csv", list(HISTORY_COLUMNS), result.history)
     live.end()
+    phases["outputs_s"] = time.perf_counter() - mark
     timing = {
         "seconds": elapsed,
         "evaluations_per_second": result.n_evaluations / max(elapsed, 1e-9),
         **trained.timings,
+        "live": live.timings,
         "n_jobs": runtime["n_jobs"],
         "backend": runtime["backend"],
+        "phases": phases,  # the stage process from its first line (STARTED) on
+        "started_at": STARTED_AT,
+        "ended_at": time.time(),
     }
     LOGS.mkdir(exist_ok=True)
     (LOGS / "train-timing.json").write_text(json.dumps(timing, indent=2) + "\n")
@@ -138,4 +155,6 @@ def _finish(params, outputs, live, trained, preprocessing, started, checkpoints)
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main)  # an error or a stop exits here, through sys.exit
+    shutdown_workers()  # loky's, if runtime.backend is loky (threads and dask end with the run)
+    exit_at_once()

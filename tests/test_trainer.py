@@ -254,3 +254,25 @@ def test_without_a_checkpoint_saved_yet_the_message_says_the_next_run_starts_afr
     message = stop_message(KeyboardInterrupt(), Checkpoints(tmp_path, "train", "k", PROVENANCE))
     assert message == ("train: stopped in the middle of a generation (Ctrl-C (SIGINT)); no generation is saved, the "
                        "next run starts afresh; no outputs written")
+
+
+def test_the_batched_validation_pass_selects_the_same_model_and_history_as_one_pass_a_generation(small_problem, monkeypatch):
+    from evomlp import trainer as trainer_module
+
+    trainer, population, rng, _ = make_trainer(small_problem, max_generations=37)
+    batched = trainer.run(trainer.start(population, rng))
+    monkeypatch.setattr(trainer_module, "VALIDATION_BATCH", 1)
+    trainer, population, rng, _ = make_trainer(small_problem, max_generations=37)
+    single = trainer.run(trainer.start(population, rng))
+    assert batched.history == single.history and batched.best_generation == single.best_generation
+    assert batched.weights.tobytes() == single.weights.tobytes()
+
+
+def test_the_train_stage_module_loads_neither_dvclive_nor_numba_nor_scipy_at_import(tmp_path):
+    import subprocess
+    import sys
+
+    code = "import sys, stages.train; print(sorted(m for m in ('dvclive', 'numba', 'scipy', 'sklearn', 'pandas') if m in sys.modules))"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
