@@ -612,7 +612,7 @@ class _HandStartedCluster:
     """``dask scheduler`` and ``dask worker --no-nanny`` processes (a killed worker stays dead),
     started pinned as docs/scale-out.md says."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, pinned: bool = True, **worker_env: str):
         import socket
 
         with socket.socket() as probe:
@@ -620,13 +620,15 @@ class _HandStartedCluster:
             port = probe.getsockname()[1]
         self.address = f"tcp://127.0.0.1:{port}"
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent))  # workers import this module
-        pinned = [sys.executable, "-m", "evomlp.pinned", sys.executable, "-m"]
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
-        self.scheduler = subprocess.Popen(pinned + ["distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                                                    "--port", str(port), "--no-dashboard"], **quiet)
+        python = [sys.executable, "-m", "evomlp.pinned", sys.executable, "-m"]
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.scheduler = subprocess.Popen(python + ["distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                                    "--port", str(port), "--no-dashboard"], env=env, **quiet)
+        worker_python = python if pinned else [sys.executable, "-m"]
         self.workers = [
-            subprocess.Popen(pinned + ["distributed.cli.dask_worker", self.address, "--nthreads", "1", "--no-nanny",
-                                       "--no-dashboard", "--death-timeout", "60"], **quiet)
+            subprocess.Popen(worker_python + ["distributed.cli.dask_worker", self.address, "--nthreads", "1",
+                                              "--no-nanny", "--no-dashboard", "--death-timeout", "60"],
+                             env=dict(env, **worker_env), **quiet)
             for _ in range(workers)
         ]
         from distributed import Client
@@ -721,6 +723,21 @@ def test_losing_every_dask_worker_or_the_scheduler_mid_run_ends_in_one_line(hand
             with pytest.raises(EvomlpError, match=rf"^runtime.scheduler_address: {message}; nothing was written"):
                 running.result(timeout=300)
         (tmp_path / "go").touch()
+
+
+def test_a_dask_worker_with_other_kernels_refuses_the_work_in_one_line():
+    """A worker started without ``python -m evomlp.pinned``, whose OpenBLAS runs other kernels."""
+    pytest.importorskip("distributed")
+    cluster = _HandStartedCluster(1, pinned=False, OPENBLAS_CORETYPE="SandyBridge")
+    try:
+        problem = _dask_problem()
+        population = np.random.default_rng(3).normal(scale=0.3, size=(4, problem.spec.n_weights))
+        with pytest.raises(EvomlpError, match=r"^dask worker tcp://127.0.0.1:\d+ \(pid \d+\): computes with .*"
+                           r"Sandybridge.*, the training process with openblas Haswell.*python -m evomlp.pinned"):
+            with PopulationEvaluator(problem, 1, "dask", cluster.address) as evaluate:
+                evaluate(population)
+    finally:
+        cluster.close()
 
 
 @pytest.mark.parametrize("hand_cluster", [0], indirect=True)
