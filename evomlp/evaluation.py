@@ -4,8 +4,11 @@
 population on the training data (optionally on a minibatch of row indices chosen by the main
 process). :class:`PopulationEvaluator` splits a population into one contiguous chunk per worker:
 the calling process evaluates the first chunk itself while ``n_jobs - 1`` loky worker processes
-(``loky``) or threads (``threading``) evaluate the others; ``dask`` sends every chunk to a
-``dask.distributed`` cluster through joblib. The results are put back in order.
+(``loky``) or threads (``threading``) evaluate the others; ``dask`` sends every chunk to the
+workers of a ``dask.distributed`` cluster through its client (:class:`_DaskCluster`: the data
+goes to each worker once per run, a generation sends only its chunks of weights; a lost worker
+costs a retry of the generation, with the same bits; docs/scale-out.md). The results are put back
+in order.
 :meth:`PopulationEvaluator.evaluate_plan` takes a generation's plan (:mod:`evomlp.protocol`: DE's
 trials, an evolution strategy's samples) instead of its trials: with threads, each thread builds the
 chunk of trials it then evaluates.
@@ -40,8 +43,7 @@ Worker processes never outlive the training process and never see a Ctrl-C
 finishes its generation and saves it; each exits within a fraction of a second of its parent's
 death. (loky's semaphores, ``/dev/shm/sem.loky-<pid>-*``, are unlinked by loky's resource
 tracker, which exits when the last worker has. joblib's own memmapping of big arguments is not in
-play: ``loky`` drives loky's executor directly, and joblib's ``dask`` backend does not memmap;
-measured, a dask run of a 600 x 4,097 population leaves no ``joblib_memmapping_folder_*``.)
+play: ``loky`` drives loky's executor directly, and ``dask`` goes through dask's client, not joblib.)
 """
 
 from __future__ import annotations
@@ -378,10 +380,11 @@ def worker_cache_tokens() -> list[str]:
 
 
 # -- how many workers ------------------------------------------------------------------------
-def effective_n_jobs(n_jobs: int) -> int:
-    """``-1`` means all cores (``-2`` all but one, as joblib); otherwise ``n_jobs`` itself."""
+def effective_n_jobs(n_jobs: int, cores: int | None = None) -> int:
+    """``-1`` means all cores (``-2`` all but one, as joblib); otherwise ``n_jobs`` itself.
+    ``cores``: this machine's (``os.cpu_count()``) unless given (a dask cluster's worker threads)."""
     if n_jobs < 0:
-        return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+        return max(1, (os.cpu_count() if cores is None else cores) + 1 + n_jobs)
     if n_jobs == 0:
         raise EvomlpError("runtime.n_jobs: expected a positive integer or -1, got 0")
     return n_jobs
@@ -443,16 +446,26 @@ def choose_n_jobs(
 
 
 def resolve_n_jobs(
-    n_jobs: int | str, problem: FitnessProblem, population_size: int | None, backend: str = "loky"
+    n_jobs: int | str, problem: FitnessProblem, population_size: int | None, backend: str = "loky",
+    cores: int | None = None,
 ) -> int:
-    """An integer ``n_jobs`` from a setting that may be ``"auto"`` (needs ``population_size``)."""
+    """An integer ``n_jobs`` from a setting that may be ``"auto"`` (needs ``population_size``).
+
+    ``cores`` is what ``-1`` and ``auto`` count: this machine's cores unless given; for backend
+    ``dask`` on a scheduler's address, the cluster's worker threads (:class:`PopulationEvaluator`
+    passes them once connected)."""
     if n_jobs == "auto":
         if population_size is None:
             raise EvomlpError("runtime.n_jobs: 'auto' needs the population size")
-        return choose_n_jobs(problem, population_size, backend=backend)
+        return choose_n_jobs(problem, population_size, cores=cores, backend=backend)
     if isinstance(n_jobs, str) or isinstance(n_jobs, bool):
         raise EvomlpError(f"runtime.n_jobs: expected a positive integer, -1 or 'auto', got {n_jobs!r}")
-    return effective_n_jobs(int(n_jobs))
+    return effective_n_jobs(int(n_jobs), cores)
+
+
+def _counts_cores(n_jobs: int | str) -> bool:
+    """Is the setting relative to the number of cores (``-1``, ``auto``)?"""
+    return n_jobs == "auto" or (isinstance(n_jobs, int) and not isinstance(n_jobs, bool) and n_jobs < 0)
 
 
 # -- the evaluator ---------------------------------------------------------------------------
@@ -569,8 +582,10 @@ class PopulationEvaluator:
     with :func:`choose_n_jobs` (pass ``population_size``).
 
     With ``loky`` and ``threading``, the calling process evaluates the first chunk itself while
-    ``n_jobs - 1`` workers (processes or threads) evaluate the others; with ``dask``, joblib's dask
-    backend runs all ``n_jobs`` chunks on the cluster. Every backend also keeps ``n_jobs - 1``
+    ``n_jobs - 1`` workers (processes or threads) evaluate the others; with ``dask``, all
+    ``n_jobs`` chunks run on the cluster's workers, even ``n_jobs == 1`` (:class:`_DaskCluster`);
+    on a scheduler's address, ``n_jobs`` ``-1`` and ``"auto"`` count the cluster's worker threads
+    once connected (``n_jobs`` is ``None`` until then). Every backend also keeps ``n_jobs - 1``
     threads in the calling process (no more than its other cores, for ``loky`` and ``dask``) to
     build trials from a plan (:meth:`build`, :meth:`evaluate_plan`).
     """
@@ -586,33 +601,46 @@ class PopulationEvaluator:
         if backend not in BACKENDS:
             raise EvomlpError(f"runtime.backend: expected one of {list(BACKENDS)}, got {backend!r}")
         self.problem = problem
-        self.n_jobs = resolve_n_jobs(n_jobs, problem, population_size, backend)
         self.backend = backend
         self.scheduler_address = scheduler_address
+        self._n_jobs_setting, self._population_size = n_jobs, population_size
+        if backend == "dask" and scheduler_address and _counts_cores(n_jobs):
+            # -1 and auto count the cluster's worker threads, known once connected (__enter__)
+            resolve_n_jobs(n_jobs, problem, population_size, backend, cores=1)  # the setting's errors now
+            self.n_jobs: int | None = None
+        else:
+            self.n_jobs = resolve_n_jobs(n_jobs, problem, population_size, backend)
         self.n_problem_sends = 0  # tasks that carried the problem (its X and y) to a worker process
         self.n_calls = 0
         self._exit_stack = None
         self._threads = None
         self._processes = None
-        self._parallel = None  # dask
+        self._dask: _DaskCluster | None = None
         self._shared: _SharedPopulation | None = None
         self._sent_once = False
 
     @property
     def parallel(self) -> bool:
-        return self._threads is not None or self._processes is not None or self._parallel is not None
+        return self._threads is not None or self._processes is not None or self._dask is not None
 
     def __enter__(self) -> "PopulationEvaluator":
         keep_freed_memory()  # a run allocates and frees MB-sized arrays every generation
-        if self.n_jobs > 1:
+        if self.backend == "dask" or self.n_jobs > 1:
             from contextlib import ExitStack
 
             stack = ExitStack()
             if self.backend == "dask":
-                import joblib
-
-                stack.enter_context(_dask_backend(self.scheduler_address, self.n_jobs))
-                self._parallel = stack.enter_context(joblib.Parallel(n_jobs=self.n_jobs))
+                # Every chunk runs on the cluster, even with one worker (n_jobs 1: one chunk).
+                self._dask = stack.enter_context(_DaskCluster(self.scheduler_address, self.n_jobs))
+                try:
+                    if self.n_jobs is None:
+                        self.n_jobs = resolve_n_jobs(self._n_jobs_setting, self.problem, self._population_size,
+                                                     "dask", cores=self._dask.threads())
+                    self._dask.start(self.problem)
+                except BaseException:
+                    stack.close()
+                    self._dask = None
+                    raise
             elif self.backend == "threading":
                 # One BLAS thread for the whole run, set before the threads start; the forward
                 # passes then skip their own limits (single_threaded_blas).
@@ -642,7 +670,9 @@ class PopulationEvaluator:
             self._exit_stack.close()
         if self._shared is not None:
             self._shared.close()
-        self._exit_stack = self._threads = self._processes = self._parallel = self._shared = None
+        if self._dask is not None:
+            self.n_problem_sends = self._dask.n_problem_sends
+        self._exit_stack = self._threads = self._processes = self._dask = self._shared = None
 
     def _bounds(self, size: int) -> list[tuple[int, int]]:
         """One contiguous chunk ``(start, stop)`` of rows per worker."""
@@ -671,7 +701,7 @@ class PopulationEvaluator:
         (:meth:`build`) and then evaluated (:meth:`__call__`).
         """
         size = plan.n_trials
-        if self._threads is None or size < 2 or self._processes is not None or self._parallel is not None:
+        if self._threads is None or size < 2 or self._processes is not None or self._dask is not None:
             trials = self.build(plan)
             return trials, self(trials, rows)
         self.n_calls += 1
@@ -698,20 +728,20 @@ class PopulationEvaluator:
         problem = self.problem
         population = np.asarray(population)
         size = population.shape[0]
-        if not self.parallel or size < 2:
+        if not self.parallel or (size < 2 and self._dask is None):
             return problem(population, rows)
         bounds = self._bounds(size)
-        if self._processes is None and self._parallel is None:
+        if self._dask is not None:
+            weights = population.astype(problem.dtype, copy=False)  # half the bytes to send in float32
+            losses = self._dask.losses(problem, [weights[start:stop] for start, stop in bounds], rows)
+            self.n_problem_sends = self._dask.n_problem_sends
+        elif self._processes is None:
             losses = self._run_in_threads(population, bounds, rows)
         else:
             try:
-                if self._processes is not None:
-                    losses = self._run_in_processes(population, bounds, rows)
-                else:
-                    losses = self._run_with_joblib(population, bounds, rows)
+                losses = self._run_in_processes(population, bounds, rows)
             except _worker_failures() as error:
-                if self._processes is not None:
-                    shutdown_workers()  # a broken pool cannot be reused; the next run starts afresh
+                shutdown_workers()  # a broken pool cannot be reused; the next run starts afresh
                 reason = " ".join(str(error).split())[:200] or type(error).__name__
                 raise EvomlpError(
                     f"runtime: a worker process died while evaluating the population "
@@ -773,77 +803,290 @@ class PopulationEvaluator:
                 results[index] = future.result()
         return [first] + results
 
-    def _run_with_joblib(self, population, bounds, rows) -> list[np.ndarray]:
-        from joblib import delayed
-
-        problem = self.problem
-        weights = population.astype(problem.dtype, copy=False)
-        chunks = [weights[start:stop] for start, stop in bounds]
-        send = not self._sent_once
-        results = list(
-            self._parallel(
-                delayed(_cached_chunk_loss)(problem.token, problem if send else None, chunk, rows) for chunk in chunks
-            )
-        )
-        if send:
-            self.n_problem_sends += len(chunks)
-            self._sent_once = True
-        missing = [index for index, result in enumerate(results) if result is None]
-        if missing:
-            resent = self._parallel(
-                delayed(_cached_chunk_loss)(problem.token, problem, chunks[index], rows) for index in missing
-            )
-            self.n_problem_sends += len(missing)
-            for index, result in zip(missing, resent):
-                results[index] = result
-        return results
-
 
 def _worker_failures() -> tuple[type[BaseException], ...]:
-    """The exceptions by which loky (and joblib over it) reports a worker process that died."""
+    """The exceptions by which loky reports a worker process that died (dask's: :class:`_DaskCluster`)."""
     from concurrent.futures.process import BrokenProcessPool
 
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-    failures: list[type[BaseException]] = [BrokenProcessPool, TerminatedWorkerError]
-    try:
-        from distributed.scheduler import KilledWorker
-
-        failures.append(KilledWorker)
-    except ImportError:
-        pass
-    return tuple(failures)
+    return (BrokenProcessPool, TerminatedWorkerError)
 
 
+# -- dask.distributed ------------------------------------------------------------------------
+# Named bounds of the dask path (seconds). Connecting to the scheduler, and how long a lost
+# scheduler connection may take to come back (the client's own reconnect window).
 SCHEDULER_TIMEOUT_S = 10
+# How long a run waits for a first worker, or for any worker once all are gone.
+WORKER_TIMEOUT_S = 10
+# Generations resubmitted in a row after the cluster lost their data (every worker that held the
+# problem gone, or the scheduler restarted); then the run ends with an error.
+DASK_RETRIES = 3
+# How often a generation that is still running looks at the cluster (workers left, scheduler).
+DASK_POLL_S = 1.0
+
+_DASK_CHECKED: set[str] = set()  # in a dask worker: tokens of the problems whose kernels matched
 
 
-def _dask_backend(scheduler_address: str | None, n_workers: int):
-    """joblib's ``dask`` backend on a ``dask.distributed`` client (a local cluster if no address)."""
-    from contextlib import ExitStack
+def _dask_chunk_loss(problem: FitnessProblem, chunk: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """Task loss of ``chunk`` in a dask worker; ``problem`` is the worker's own copy of the data
+    (scattered to every worker once per run, never sent with the task)."""
+    _pin_process_blas()
+    with _WORKER_LOCK:
+        if problem.token not in _DASK_CHECKED:
+            numerics.require_same(problem.numerics, f"dask worker {_dask_worker_name()}")
+            _DASK_CHECKED.add(problem.token)
+    return problem.loss(chunk, rows)
 
+
+def _dask_worker_name() -> str:
     try:
-        import joblib
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise EvomlpError(
-            "runtime.backend: 'dask' needs dask.distributed: pip install 'evomlp[dask]'"
-        ) from None
-    stack = ExitStack()
-    if scheduler_address:
+        from distributed import get_worker
+
+        return f"{get_worker().address} (pid {os.getpid()})"
+    except (ImportError, ValueError):  # pragma: no cover - called outside a worker
+        return f"pid {os.getpid()}"
+
+
+class _DaskLost(Exception):
+    """A generation's futures were cancelled: the cluster lost a worker's copy of the problem, or
+    the scheduler."""
+
+
+def _same(value):
+    """A dask task that returns its argument: a worker's own copy of the problem (see :meth:`_DaskCluster.share`)."""
+    return value
+
+
+class _DaskCluster:
+    """A ``dask.distributed`` client (on a scheduler's address, or on a :class:`LocalCluster` of
+    ``n_workers`` single-threaded worker processes) that evaluates population chunks.
+
+    The problem goes to every worker once per run (:meth:`share`) and stays there as one future
+    per worker; a generation sends only the chunks of weights (and the minibatch rows), each task
+    naming its worker's copy, and gets back the losses. One future per worker, not one broadcast
+    future: dask's active memory manager drops the extra replicas of a key that no task is waiting
+    for (every 2 s, between generations), and the next generation fetched the data again (measured:
+    4.8 MB on a 40,000-row problem, once every few generations). Chunk ``i`` goes to the ``i``-th
+    worker thread; a worker that is lost takes its copy with it, the generation's futures are
+    cancelled, and the generation is sent again to the workers left (:meth:`losses`).
+    """
+
+    def __init__(self, scheduler_address: str | None, n_workers: int | None):
         try:
-            client = stack.enter_context(Client(scheduler_address, timeout=SCHEDULER_TIMEOUT_S))
-        except (OSError, TimeoutError, ValueError) as error:
-            reason = " ".join(str(error).split())[:160] or type(error).__name__
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise EvomlpError("runtime.backend: 'dask' needs dask.distributed: pip install 'evomlp[dask]'") from None
+        from contextlib import ExitStack
+
+        self.address = scheduler_address
+        self.key = "runtime.scheduler_address" if scheduler_address else "runtime.backend"  # what errors name
+        self.n_problem_sends = 0  # copies of the problem made on workers
+        self.n_retries = 0  # generations sent again after a loss
+        self._problem_token: str | None = None
+        self._copies: dict[str, object] = {}  # worker address -> future of its copy of the problem
+        self._slots: list[str] = []  # one entry per worker thread
+        self._calls = 0
+        self._stack = ExitStack()
+        try:
+            if scheduler_address:
+                try:
+                    self.client = self._stack.enter_context(
+                        Client(scheduler_address, timeout=SCHEDULER_TIMEOUT_S, set_as_default=False)
+                    )
+                except (OSError, TimeoutError, ValueError) as error:
+                    raise EvomlpError(
+                        f"runtime.scheduler_address: no dask scheduler answered at {scheduler_address!r} "
+                        f"within {SCHEDULER_TIMEOUT_S} s ({_reason(error, 160)})"
+                    ) from None
+            else:
+                import warnings
+
+                # its processes never see a Ctrl-C (the trainer decides); its HTTP server takes
+                # another port if 8787 is taken, which needs no warning
+                with lifeline.children_ignore_interrupts(), warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "Port .* is already in use")
+                    cluster = self._stack.enter_context(
+                        LocalCluster(n_workers=n_workers or 1, threads_per_worker=1, processes=True,
+                                     dashboard_address=None)
+                    )
+                self.client = self._stack.enter_context(Client(cluster, set_as_default=False))
+            self._wait_for_workers()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "_DaskCluster":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        import logging
+
+        if getattr(self, "client", None) is not None and self.client.status != "running":
+            # a lost scheduler: the client's own reconnect and close would log tracebacks
+            for name in ("distributed.client", "distributed.batched", "distributed.core"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+        self._copies = {}
+        self._stack.close()
+
+    @property
+    def where(self) -> str:
+        return f"the dask scheduler at {self.address}" if self.address else "the local dask cluster"
+
+    def threads(self) -> int:
+        """Worker threads of the cluster now (``n_jobs: -1`` and ``auto`` count these)."""
+        return sum(self.client.nthreads().values())
+
+    def _wait_for_workers(self) -> None:
+        try:
+            self.client.wait_for_workers(1, timeout=WORKER_TIMEOUT_S)
+        except (TimeoutError, OSError):
+            hint = f"; start some: python -m evomlp.pinned dask worker {self.address} --nthreads 1" if self.address else ""
             raise EvomlpError(
-                f"runtime.scheduler_address: no dask scheduler answered at {scheduler_address!r} within "
-                f"{SCHEDULER_TIMEOUT_S} s ({reason})"
+                f"{self.key}: {self.where} has no worker (none joined within {WORKER_TIMEOUT_S} s){hint}"
             ) from None
-    else:
-        with lifeline.children_ignore_interrupts():  # its processes never see a Ctrl-C: the trainer decides
-            cluster = stack.enter_context(
-                LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+
+    def share(self, problem: FitnessProblem) -> None:
+        """A copy of ``problem`` (its ``X`` and ``y``) on every worker that has none: sent once from
+        here to one worker, then copied worker to worker by tasks pinned to each."""
+        from concurrent.futures import CancelledError
+
+        from distributed import wait
+
+        if problem.token != self._problem_token:
+            self._copies, self._problem_token = {}, problem.token
+        nthreads = self.client.nthreads()
+        self._copies = {w: f for w, f in self._copies.items() if w in nthreads and f.status == "finished"}
+        missing = [worker for worker in sorted(nthreads) if worker not in self._copies]
+        if missing:
+            if self._copies:
+                source = next(iter(self._copies.values()))
+            else:
+                source = self.client.scatter(problem, workers=missing[:1], hash=False)
+            copies = {
+                worker: self.client.submit(_same, source, key=f"evomlp-problem-{problem.token[:8]}-{worker}",
+                                           workers=[worker], allow_other_workers=False, pure=False)
+                for worker in missing
+            }
+            try:
+                with self.client.as_current():
+                    wait(list(copies.values()), timeout=SCHEDULER_TIMEOUT_S + WORKER_TIMEOUT_S)
+            except (TimeoutError, CancelledError):
+                pass
+            if any(future.status != "finished" for future in copies.values()):
+                raise _DaskLost("a copy of the problem was lost while it was made")
+            del source  # each worker now holds its own copy, one replica each
+            self._copies.update(copies)
+            self.n_problem_sends += len(copies)
+        self._slots = [worker for worker in sorted(self._copies) for _ in range(nthreads[worker])]
+
+    def start(self, problem: FitnessProblem) -> None:
+        """The problem to every worker, before the first generation (:meth:`losses` of nothing)."""
+        self.losses(problem, [], None)
+
+    def losses(self, problem: FitnessProblem, chunks: list[np.ndarray], rows: np.ndarray | None) -> list[np.ndarray]:
+        """The loss of each chunk, computed on the workers; a generation whose futures the cluster
+        lost is sent again (the losses are a pure function of the chunk: the same bits)."""
+        self._calls += 1
+        for attempt in range(DASK_RETRIES + 1):
+            try:
+                if problem.token != self._problem_token or not self._slots:
+                    self.share(problem)
+                return self._run(chunks, rows, attempt)
+            except _DaskLost as lost:
+                if attempt == DASK_RETRIES:
+                    raise EvomlpError(
+                        f"{self.key}: {self.where} lost the work of a generation {DASK_RETRIES + 1} times "
+                        f"({lost}); nothing was written: run again to resume from the last checkpoint"
+                    ) from None
+                self.n_retries += 1
+                self._recover()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _run(self, chunks, rows, attempt: int) -> list[np.ndarray]:
+        from concurrent.futures import CancelledError
+
+        from distributed import wait
+
+        if not chunks:
+            return []
+        futures = []
+        for index, chunk in enumerate(chunks):
+            worker = self._slots[index % len(self._slots)]
+            futures.append(self.client.submit(
+                _dask_chunk_loss, self._copies[worker], chunk, rows, workers=[worker], allow_other_workers=True,
+                key=f"evomlp-loss-{self._problem_token[:8]}-{self._calls}.{attempt}-{index}", pure=False,
+            ))
+        while True:
+            try:
+                with self.client.as_current():  # wait() uses the current client
+                    wait(futures, timeout=DASK_POLL_S)
+            except (TimeoutError, CancelledError):  # looked at below
+                pass
+            statuses = [future.status for future in futures]
+            if all(status == "finished" for status in statuses):
+                try:
+                    return self.client.gather(futures)
+                except Exception as error:  # lost between finishing and gathering
+                    raise _DaskLost(_reason(error, 120)) from None
+            failures = [self._failure(future.exception()) for future in futures if future.status == "error"]
+            for failure in failures:
+                if isinstance(failure, EvomlpError):
+                    raise failure
+            # A lost worker takes its copy of the problem: the tasks that need it cannot run.
+            workers = self.client.nthreads() if self.client.status == "running" else {}
+            if self.client.status != "running" or "cancelled" in statuses or any(
+                worker not in workers for worker in self._copies
+            ):
+                for future in futures:
+                    future.cancel()
+                raise _DaskLost("the scheduler connection" if self.client.status != "running" else "a worker")
+            if failures:
+                raise failures[0]  # not a lost worker: a bug, with its traceback
+
+    def _failure(self, error: BaseException) -> BaseException:
+        if isinstance(error, EvomlpError):  # raised in a worker (other kernels): its one line
+            return EvomlpError(str(error))
+        try:
+            from distributed.scheduler import KilledWorker
+        except ImportError:  # pragma: no cover
+            KilledWorker = ()
+        if isinstance(error, KilledWorker):
+            return EvomlpError(
+                f"runtime: dask workers died each time they evaluated a chunk of the population "
+                f"({_reason(error, 200)}); see the workers' logs (memory?); nothing was written: run again "
+                "to resume from the last checkpoint"
             )
-        client = stack.enter_context(Client(cluster))
-    stack.enter_context(joblib.parallel_backend("dask", client=client))
-    return stack
+        return error
+
+    def _gone(self) -> EvomlpError:
+        return EvomlpError(
+            f"{self.key}: every worker of {self.where} is gone (none for {WORKER_TIMEOUT_S} s); "
+            "nothing was written: start workers and run again to resume from the last checkpoint"
+        )
+
+    def _recover(self) -> None:
+        """After lost futures: the scheduler back (within its reconnect window), a worker there;
+        :meth:`losses` then copies the problem to the workers that lack it."""
+        import time
+
+        deadline = time.monotonic() + SCHEDULER_TIMEOUT_S
+        while self.client.status in ("connecting", "newly-created") and time.monotonic() < deadline:
+            time.sleep(0.05)  # the client reconnects in its own thread
+        if self.client.status != "running":
+            raise EvomlpError(
+                f"{self.key}: lost {self.where} (no answer for {SCHEDULER_TIMEOUT_S} s); nothing "
+                "was written: run again to resume from the last checkpoint"
+            )
+        try:
+            self.client.wait_for_workers(1, timeout=WORKER_TIMEOUT_S)
+        except (TimeoutError, OSError):
+            raise self._gone() from None
+        self._slots = []  # share again: copies for the workers there now
+
+
+def _reason(error: BaseException, length: int) -> str:
+    return " ".join(str(error).split())[:length] or type(error).__name__

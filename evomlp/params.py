@@ -399,7 +399,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "runtime": {
         "n_jobs": Field("auto", n_jobs,
                         "workers that evaluate the population: a number, -1 (all cores) or auto (chosen by the "
-                        "work per generation); never changes results"),
+                        "work per generation); with backend dask and a scheduler_address, -1 and auto count the "
+                        "cluster's worker threads (docs/scale-out.md); never changes results"),
         "backend": Field("threading", choice("threading", "loky", "dask"),
                          "threads in this process, loky worker processes, or a dask.distributed cluster"),
         "scheduler_address": Field(None, scheduler_address,

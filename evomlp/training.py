@@ -146,7 +146,10 @@ def train_network(
         trainer = Trainer(optimizer, evaluate, validation, scoring, config, progress=runtime["progress"],
                           checkpoint=checkpoint, stop_when=stop_when, report=report, stop_poll_s=STOP_POLL_S)
         if runtime["progress"]:
-            workers = "in-process" if evaluate.n_jobs == 1 else f"{evaluate.n_jobs} workers ({runtime['backend']})"
+            if evaluate.n_jobs == 1 and runtime["backend"] != "dask":  # dask: on the cluster, even one chunk
+                workers = "in-process"
+            else:
+                workers = f"{evaluate.n_jobs} worker{'s' * (evaluate.n_jobs > 1)} ({runtime['backend']})"
             print(f"train: evaluating {workers} (runtime.n_jobs {runtime['n_jobs']})", file=sys.stderr)
         state = None if checkpoints is None else checkpoints.load(optimizer, spec.n_weights)
         if checkpoints is not None and checkpoints.set_aside:

@@ -23,6 +23,9 @@ from evomlp.evaluation import (
 )
 from evomlp.network import FORWARD_BLOCK_BYTES, MLPSpec, _forward_blocks, apply_activation, forward_population
 
+# the HTTP server of a LocalCluster's scheduler takes another port when 8787 is taken
+pytestmark = pytest.mark.filterwarnings("ignore:Port .* is already in use")
+
 SPECS = {
     "binary": MLPSpec(6, (16, 8), ("relu", "tanh"), 1, "binary"),
     "multiclass": MLPSpec(6, (12,), ("elu",), 4, "multiclass"),
@@ -313,19 +316,6 @@ def test_process_workers_are_not_restarted_for_the_memory_they_keep():
         assert evaluate._processes.submit(_loky_memory_limit).result() >= evaluation.WORKER_MEMORY_GROWTH
 
 
-def test_the_joblib_path_of_the_dask_backend_sends_the_problem_once_per_worker():
-    import joblib
-
-    problem = make_problem("multiclass", dtype="float32")
-    pop = population(problem.spec, 10)
-    evaluate = PopulationEvaluator(problem, 2, "loky")
-    with joblib.Parallel(n_jobs=2, backend="loky") as parallel:  # what joblib's dask backend gets
-        evaluate._parallel = parallel
-        for _ in range(4):
-            assert np.array_equal(evaluate(pop), problem(pop))
-    assert 2 <= evaluate.n_problem_sends <= 3  # 2 chunks with the first call, + 1 if one worker had none
-
-
 def test_threads_share_the_problem_without_pickling(monkeypatch):
     def refuse(self):
         raise AssertionError("the threading backend must not pickle the problem")
@@ -507,31 +497,263 @@ def test_a_killed_training_process_leaves_no_worker_and_nothing_in_dev_shm(kill)
     assert ours() == []
 
 
-def test_dask_distributed_cluster_gives_the_same_bits():
-    """The multi-machine path: joblib's dask backend on a dask.distributed scheduler, by address."""
-    distributed = pytest.importorskip("distributed")
+# -- dask.distributed -------------------------------------------------------------------------
+def _dask_problem(n_rows=100, seed=4):
     spec = MLPSpec(30, (64, 32), ("relu", "relu"), 1, "binary")
-    rng = np.random.default_rng(4)
-    problem = FitnessProblem(spec, rng.normal(size=(100, 30)), rng.integers(0, 2, 100), l2=1e-3, dtype="float32")
-    population = rng.normal(scale=0.3, size=(13, spec.n_weights))
+    rng = np.random.default_rng(seed)
+    X, y = rng.normal(size=(n_rows, 30)), rng.integers(0, 2, n_rows)
+    return FitnessProblem(spec, X, y, l2=1e-3, dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def two_worker_cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2, 5, -1])
+def test_dask_gives_the_same_bits_for_any_number_of_chunks(two_worker_cluster, n_jobs):
+    """The multi-machine path, by address: every chunking and a minibatch give the local bytes."""
+    problem = _dask_problem()
+    population = np.random.default_rng(4).normal(scale=0.3, size=(13, problem.spec.n_weights))
+    rows = np.random.default_rng(5).choice(problem.n_rows, 30, replace=False)
     expected = problem(population)
     from evomlp.de import make_optimizer
 
-    bound = np.full(spec.n_weights, 1.0)
+    bound = np.full(problem.spec.n_weights, 1.0)
     optimizer = make_optimizer("jade", -bound, bound)
-    state = optimizer.init(population, expected, np.random.default_rng(5))
-    plan = optimizer.propose(state)
+    plan = optimizer.propose(optimizer.init(population, expected, np.random.default_rng(5)))
     trials = plan.build()
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        evaluator = PopulationEvaluator(problem, n_jobs=2, backend="dask", scheduler_address=cluster.scheduler_address)
-        with evaluator as evaluate:
-            first = evaluate(population)
-            second = evaluate(population[::-1].copy())
-            planned_trials, planned_fitness = evaluate.evaluate_plan(plan)
+    evaluator = PopulationEvaluator(problem, n_jobs, "dask", two_worker_cluster.scheduler_address)
+    with evaluator as evaluate:
+        assert evaluate.n_jobs == (2 if n_jobs == -1 else n_jobs)  # -1: the cluster's two worker threads
+        first = evaluate(population)
+        second = evaluate(population[::-1].copy())
+        minibatch = evaluate(population, rows)
+        planned_trials, planned_fitness = evaluate.evaluate_plan(plan)
     assert np.array_equal(first, expected)
     assert np.array_equal(second, expected[::-1])
+    assert np.array_equal(minibatch, problem(population, rows))
     assert np.array_equal(planned_trials, trials) and np.array_equal(planned_fitness, problem(trials))
-    assert evaluator.n_problem_sends <= 4  # the data went to the workers once, not every call
+    assert evaluator.n_problem_sends == 2  # once per worker, not per call
+
+
+def _transfers(dask_worker):
+    return dask_worker.state.transfer_incoming_count_total
+
+
+def test_dask_sends_the_data_once_per_worker_and_keeps_it_there(two_worker_cluster):
+    """Each worker holds its own copy for the whole run: dask's memory manager, which drops extra
+    replicas of a key no task waits for, finds none, so no generation fetches the data again."""
+    from distributed import Client
+
+    problem = _dask_problem(n_rows=400)
+    population = np.random.default_rng(1).normal(scale=0.3, size=(8, problem.spec.n_weights))
+    with Client(two_worker_cluster.scheduler_address, set_as_default=False) as client:
+        with PopulationEvaluator(problem, 2, "dask", two_worker_cluster.scheduler_address) as evaluate:
+            copies = evaluate._dask._copies
+            holders = client.who_has(list(copies.values()))
+            assert sorted(copies) == sorted(client.nthreads())
+            assert all(holders[future.key] == (worker,) for worker, future in copies.items())
+            transfers = client.run(_transfers)
+            for _ in range(3):
+                client.amm.run_once()  # what the scheduler does every 2 s
+                assert np.array_equal(evaluate(population), problem(population))
+            assert client.run(_transfers) == transfers  # nothing fetched from another worker
+            assert client.who_has(list(copies.values())) == holders
+            assert evaluate.n_problem_sends == 2
+
+
+class _RefusesHere(FitnessProblem):
+    """Fails if evaluated in the process that built it: the work must run on a dask worker."""
+
+    def loss(self, population, rows=None):
+        assert os.getpid() != self.parent_pid, "evaluated in the client, not on a worker"
+        return super().loss(population, rows)
+
+
+def test_a_one_worker_cluster_computes_on_the_worker():
+    distributed = pytest.importorskip("distributed")
+    base = _dask_problem()
+    problem = _RefusesHere(base.spec, base.X, base.y, l2=base.l2, dtype=base.dtype)
+    problem.parent_pid = os.getpid()
+    population = np.random.default_rng(2).normal(scale=0.3, size=(6, problem.spec.n_weights))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        for n_jobs in (1, -1, "auto"):
+            with PopulationEvaluator(problem, n_jobs, "dask", cluster.scheduler_address, population_size=6) as evaluate:
+                assert evaluate.n_jobs == 1
+                assert np.array_equal(evaluate(population), base(population))
+
+
+def test_dask_n_jobs_minus_one_and_auto_count_the_clusters_worker_threads():
+    distributed = pytest.importorskip("distributed")
+    problem = _dask_problem(n_rows=20_000)  # enough work per generation for several workers
+    with distributed.LocalCluster(n_workers=3, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        evaluator = PopulationEvaluator(problem, -1, "dask", address, population_size=200)
+        assert evaluator.n_jobs is None  # not known before connecting
+        with evaluator as evaluate:
+            assert evaluate.n_jobs == 6
+        with PopulationEvaluator(problem, "auto", "dask", address, population_size=200) as evaluate:
+            assert evaluate.n_jobs == choose_n_jobs(problem, 200, cores=6, backend="dask") == 6
+        with PopulationEvaluator(problem, -2, "dask", address, population_size=200) as evaluate:
+            assert evaluate.n_jobs == 5
+        with PopulationEvaluator(problem, 3, "dask", address) as evaluate:
+            assert evaluate.n_jobs == 3  # a number is a number of chunks, whatever the cluster
+    with pytest.raises(EvomlpError, match="population size"):
+        PopulationEvaluator(problem, "auto", "dask", address)
+    # without an address: a local cluster of that many workers, counted on this machine
+    assert PopulationEvaluator(problem, -1, "dask").n_jobs == os.cpu_count()
+
+
+# -- a cluster started by hand (scheduler and workers as processes), to kill parts of it
+class _HandStartedCluster:
+    """``dask scheduler`` and ``dask worker --no-nanny`` processes (a killed worker stays dead),
+    started pinned as docs/scale-out.md says."""
+
+    def __init__(self, workers: int, pinned: bool = True, **worker_env: str):
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.address = f"tcp://127.0.0.1:{port}"
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent))  # workers import this module
+        python = [sys.executable, "-m", "evomlp.pinned", sys.executable, "-m"]
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.scheduler = subprocess.Popen(python + ["distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                                    "--port", str(port), "--no-dashboard"], env=env, **quiet)
+        worker_python = python if pinned else [sys.executable, "-m"]
+        self.workers = [
+            subprocess.Popen(worker_python + ["distributed.cli.dask_worker", self.address, "--nthreads", "1",
+                                              "--no-nanny", "--no-dashboard", "--death-timeout", "60"],
+                             env=dict(env, **worker_env), **quiet)
+            for _ in range(workers)
+        ]
+        from distributed import Client
+
+        with Client(self.address, timeout=120, set_as_default=False) as client:  # the scheduler is up
+            if workers:
+                client.wait_for_workers(workers, timeout=120)  # an event, generous for a loaded machine
+
+    def close(self):
+        for process in [*self.workers, self.scheduler]:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=60)
+
+
+@pytest.fixture
+def hand_cluster(request):
+    pytest.importorskip("distributed")
+    cluster = _HandStartedCluster(getattr(request, "param", 2))
+    yield cluster
+    cluster.close()
+
+
+class _Gated(FitnessProblem):
+    """In a worker: says so with a file ``started-<pid>`` in ``gate``, then waits for ``gate/go``."""
+
+    def loss(self, population, rows=None):
+        if os.getpid() != self.parent_pid:
+            gate = Path(self.gate)
+            (gate / f"started-{os.getpid()}").touch()
+            while not (gate / "go").exists():
+                time.sleep(0.005)
+        return super().loss(population, rows)
+
+
+def _gated_problem(tmp_path):
+    base = _dask_problem()
+    problem = _Gated(base.spec, base.X, base.y, l2=base.l2, dtype=base.dtype)
+    problem.parent_pid, problem.gate = os.getpid(), str(tmp_path)
+    return base, problem
+
+
+def _started_workers(gate: Path, count: int = 1) -> list[int]:
+    deadline = time.monotonic() + 120  # generous: a loaded machine; the files end the wait
+    while len(started := [int(p.name.split("-")[1]) for p in gate.glob("started-*")]) < count:
+        assert time.monotonic() < deadline, "no worker started evaluating"
+        time.sleep(0.01)
+    return started
+
+
+def test_a_lost_dask_worker_costs_a_retry_of_the_generation_and_no_bit(hand_cluster, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, problem = _gated_problem(tmp_path)
+    population = np.random.default_rng(3).normal(scale=0.3, size=(10, problem.spec.n_weights))
+    with PopulationEvaluator(problem, 2, "dask", hand_cluster.address) as evaluate:
+        with ThreadPoolExecutor(1) as thread:
+            running = thread.submit(evaluate, population)
+            victim = _started_workers(tmp_path)[0]
+            process = next(worker for worker in hand_cluster.workers if worker.pid == victim)
+            process.kill()
+            process.wait(timeout=60)
+            (tmp_path / "go").touch()
+            fitness = running.result(timeout=300)
+        assert np.array_equal(fitness, base(population))
+        assert evaluate._dask.n_retries >= 1
+        assert np.array_equal(evaluate(population), base(population))  # and on with the worker left
+        assert sorted(evaluate._dask._copies) == sorted(evaluate._dask.client.nthreads())  # the one left
+
+
+LOSSES = {  # what is killed: (the bound that then applies, the one line it ends with)
+    "every worker": ("WORKER_TIMEOUT_S", r"every worker of the dask scheduler at tcp://127.0.0.1:\d+ is gone \(none for 1 s\)"),
+    "the scheduler": ("SCHEDULER_TIMEOUT_S", r"lost the dask scheduler at tcp://127.0.0.1:\d+ \(no answer for 1 s\)"),
+}
+
+
+@pytest.mark.parametrize("lost", LOSSES)
+def test_losing_every_dask_worker_or_the_scheduler_mid_run_ends_in_one_line(hand_cluster, tmp_path, monkeypatch, lost):
+    from concurrent.futures import ThreadPoolExecutor
+
+    bound, message = LOSSES[lost]
+    monkeypatch.setattr(evaluation, bound, 1)  # how long a new worker, or the scheduler's return, is waited for
+    _, problem = _gated_problem(tmp_path)
+    population = np.random.default_rng(3).normal(scale=0.3, size=(10, problem.spec.n_weights))
+    with PopulationEvaluator(problem, 2, "dask", hand_cluster.address) as evaluate:
+        with ThreadPoolExecutor(1) as thread:
+            running = thread.submit(evaluate, population)
+            _started_workers(tmp_path)
+            for process in hand_cluster.workers if lost == "every worker" else [hand_cluster.scheduler]:
+                process.kill()
+                process.wait(timeout=60)
+            with pytest.raises(EvomlpError, match=rf"^runtime.scheduler_address: {message}; nothing was written"):
+                running.result(timeout=300)
+        (tmp_path / "go").touch()
+
+
+def test_a_dask_worker_with_other_kernels_refuses_the_work_in_one_line():
+    """A worker started without ``python -m evomlp.pinned``, whose OpenBLAS runs other kernels."""
+    pytest.importorskip("distributed")
+    cluster = _HandStartedCluster(1, pinned=False, OPENBLAS_CORETYPE="SandyBridge")
+    try:
+        problem = _dask_problem()
+        population = np.random.default_rng(3).normal(scale=0.3, size=(4, problem.spec.n_weights))
+        with pytest.raises(EvomlpError, match=r"^dask worker tcp://127.0.0.1:\d+ \(pid \d+\): computes with .*"
+                           r"Sandybridge.*, the training process with openblas Haswell.*python -m evomlp.pinned"):
+            with PopulationEvaluator(problem, 1, "dask", cluster.address) as evaluate:
+                evaluate(population)
+    finally:
+        cluster.close()
+
+
+@pytest.mark.parametrize("hand_cluster", [0], indirect=True)
+def test_a_dask_scheduler_without_workers_or_unreachable_is_one_line(hand_cluster, monkeypatch):
+    monkeypatch.setattr(evaluation, "WORKER_TIMEOUT_S", 1)
+    monkeypatch.setattr(evaluation, "SCHEDULER_TIMEOUT_S", 1)
+    problem = _dask_problem()
+    with pytest.raises(EvomlpError, match=r"runtime.scheduler_address: the dask scheduler at tcp://127.0.0.1:\d+ has "
+                       r"no worker \(none joined within 1 s\); start some: python -m evomlp.pinned dask worker"):
+        with PopulationEvaluator(problem, 2, "dask", hand_cluster.address):
+            pass
+    hand_cluster.close()  # nothing listens there any more
+    with pytest.raises(EvomlpError, match=r"runtime.scheduler_address: no dask scheduler answered at "
+                       r"'tcp://127.0.0.1:\d+' within 1 s"):
+        with PopulationEvaluator(problem, 2, "dask", hand_cluster.address):
+            pass
 
 
 def test_balanced_problem_weighs_each_class_equally_in_fitness_and_minibatches():
