@@ -64,6 +64,8 @@ class SNES(DistributionES):
     def update(self, state: ESState, noise: np.ndarray, fitness: np.ndarray, trials: np.ndarray) -> None:
         utilities = nes_utilities_by_row(fitness)
         grad_mu = weighted_row_sum(utilities, noise)
-        grad_sigma = weighted_row_sum(utilities, noise * noise - 1.0)
+        squares = noise * noise
+        np.subtract(squares, 1.0, out=squares)  # noise * noise - 1.0, and its products, in one buffer
+        grad_sigma = weighted_row_sum(utilities, squares, scratch=squares)
         state.mean = state.mean + self.eta_mu * state.sigma * grad_mu
         state.sigma = state.sigma * np.exp(self.eta_sigma / 2 * grad_sigma)
