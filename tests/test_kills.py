@@ -192,7 +192,8 @@ def test_a_kill_then_a_code_change_then_dvc_repro_gives_the_new_codes_model(repo
 def test_ten_random_kills_leave_nothing_behind_and_the_run_ends_with_the_same_bytes(repo, logs):
     # population 160 with two loky processes: the worker's chunk (1.3 MB) goes through /dev/shm
     shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
-    set_params(repo, {"train": {"max_generations": 300, "population_size": 160},
+    # far more generations than the last kill's target (280): the run must still be going when it comes
+    set_params(repo, {"train": {"max_generations": 1200, "population_size": 160},
                       "runtime": {"checkpoint_every": 1, "backend": "loky", "n_jobs": 2}})
     run(["git", "add", "-A"], repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "the project"], repo)

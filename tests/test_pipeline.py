@@ -202,7 +202,8 @@ def test_editing_the_users_csv_makes_prepare_stale(repo: Path) -> None:
 
 @pytest.mark.parametrize("optimizer", ["currenttopbest1bin", "pgpe"])  # one DE, one evolution strategy
 def test_sigkilled_training_resumes_to_the_same_bytes(repo: Path, optimizer: str) -> None:
-    set_params(repo, {"train": {"max_generations": 400, "population_size": 16, "optimizer": optimizer},
+    # the last kill comes at generation 95 or later (saves are capped): 2,000 keeps the run going past it
+    set_params(repo, {"train": {"max_generations": 2000, "population_size": 16, "optimizer": optimizer},
                       "runtime": {"checkpoint_every": 1}})
     run([sys.executable, "-m", "stages.prepare"], repo)
     run([sys.executable, "-m", "stages.train"], repo)
