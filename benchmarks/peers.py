@@ -42,6 +42,9 @@ Systems (evosax's ``evosax.algorithms`` API: ``init``/``ask``/``tell`` with ``Pa
   best individual and ``std_init`` is 0.1 times ``population0``'s per-weight standard deviation.
   Samples are clipped onto the box for evaluation, told as drawn (evomlp's convention: learn from
   the drawn noise), and the mean is clipped onto the box after each update.
+- ``jax-fitness`` (only when asked for with ``--systems``): the same ``P (G + 1)`` evaluations in
+  the same kind of scan, without an optimizer: the difference to the others is evosax's own work
+  (for DE mostly its random numbers: JAX's default threefry generator, computed on the CPU).
 
 Timing: the run is compiled ahead of time (``jax.jit(run).lower(...).compile()``, reported as
 ``compile s``), then whole runs are timed ``R`` times (inputs already on the device, until
@@ -68,6 +71,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PROBLEM = ROOT / "build" / "peers" / "bc.npz"
 SYSTEMS = ("evosax-de", "evosax-snes")
+REFERENCE_SYSTEMS = ("jax-fitness",)  # opt-in (--systems): the same evaluations without an optimizer
 MUTATION = 0.5
 CROSSOVER = 0.9
 SNES_SIGMA = 0.1  # evomlp's ES default: step sizes = 0.1 x the initial population's per-weight deviation
@@ -241,7 +245,24 @@ def build_run(system: str, problem: PeerProblem, size: int, generations: int):
 
         return run
 
-    raise ValueError(f"unknown system {system!r}; expected one of {list(SYSTEMS)}")
+    if system == "jax-fitness":
+        # the P (G + 1) evaluations alone: what the optimizer's own work adds is the difference.
+        # Each population is the last one shifted by a tiny multiple of its mean fitness, so that
+        # XLA cannot hoist the evaluation out of the loop.
+        def run(key, population0, X, y, l2):
+            fitness0 = fitness(population0, X, y, l2)
+
+            def step(carry, _):
+                population, best = carry
+                population = population + 1e-9 * jnp.mean(best)
+                return (population, jnp.minimum(best, jnp.min(fitness(population, X, y, l2)))), None
+
+            (_, best), _ = jax.lax.scan(step, (population0, jnp.min(fitness0)), length=generations)
+            return best, jnp.min(fitness0)
+
+        return run
+
+    raise ValueError(f"unknown system {system!r}; expected one of {list(SYSTEMS + REFERENCE_SYSTEMS)}")
 
 
 def check_fitness(problem: PeerProblem, rows: int = 64) -> float:
@@ -350,7 +371,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--population", type=int, nargs="+", default=[50, 1000])
     parser.add_argument("--generations", type=int, nargs="+", default=[100, 5])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per configuration; the best is kept")
-    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS + REFERENCE_SYSTEMS, default=list(SYSTEMS),
+                        help="default: the evosax ones; jax-fitness: the evaluations alone, no optimizer")
     parser.add_argument("--cores", type=int, default=None,
                         help="restrict this process to its first N allowed cores before jax loads (default: all)")
     parser.add_argument("--json", type=Path, help="write the rows to this file")
