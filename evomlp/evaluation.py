@@ -244,19 +244,23 @@ class FitnessProblem:
         """Network outputs ``(P, N, K)`` in ``dtype``, with one BLAS thread (the fused pass, where
         it applies, gets the training rows prepared once per process)."""
         weights = np.asarray(population).astype(self.dtype, copy=False)
-        prepared = None
-        if X is self.X and forward_kernel.supports(self.spec, self.dtype):
-            prepared = self.__dict__.get("_fused_rows")
-            if prepared is None:
-                prepared = self.__dict__["_fused_rows"] = forward_kernel.FusedRows(self.X)
+        prepared = self._fused_rows() if X is self.X and forward_kernel.supports(self.spec, self.dtype) else None
         with single_threaded_blas():
             return forward_population(self.spec, weights, X, prepared)
+
+    def _fused_rows(self):
+        """The training rows prepared once per process for the fused pass, with their labels for a
+        binary task (the folded loss)."""
+        prepared = self.__dict__.get("_fused")
+        if prepared is None:
+            labels = self.y if self.spec.task == "binary" else None
+            prepared = self.__dict__["_fused"] = forward_kernel.FusedRows(self.X, y=labels)
+        return prepared
 
     def __getstate__(self) -> dict:
         # the prepared rows depend on the CPU of the process that uses them: rebuilt there
         state = dict(self.__dict__)
-        state.pop("_fused_rows", None)
-        state.pop("_fused_labelled", None)
+        state.pop("_fused", None)
         return state
 
     def loss(self, population: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
@@ -270,12 +274,7 @@ class FitnessProblem:
             X, y = X[rows], y[rows]
             weights = None if weights is None else weights[rows]
         if self.spec.task == "binary" and forward_kernel.supports(self.spec, self.dtype):
-            if rows is None:
-                prepared = self.__dict__.get("_fused_labelled")
-                if prepared is None:
-                    prepared = self.__dict__["_fused_labelled"] = forward_kernel.FusedRows(X, y=y)
-            else:
-                prepared = forward_kernel.FusedRows(X, y=y)
+            prepared = self._fused_rows() if rows is None else forward_kernel.FusedRows(X, y=y)
             weights32 = np.asarray(population).astype(np.float32, copy=False)
             return row_mean(forward_kernel.row_losses(self.spec, weights32, prepared), weights).astype(np.float64)
         return task_loss(self.spec.task, self._outputs(population, X), y, weights).astype(np.float64)
